@@ -1,0 +1,52 @@
+# The two commands a new machine needs: `make serve` and `make test`.
+# Each creates the virtualenv and installs what it needs (including Debian's
+# bubblewrap when missing and running as root).
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: serve test lint typecheck unit bench bench-quick sandbox-deps clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Python 3.11 or newer is needed as $(PYTHON)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+sandbox-deps:
+	@if ! command -v bwrap >/dev/null 2>&1 || ! command -v slirp4netns >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing bubblewrap and slirp4netns (Debian packages)"; \
+			export DEBIAN_FRONTEND=noninteractive; \
+			apt-get install -y -q bubblewrap slirp4netns >/dev/null 2>&1 || \
+			{ apt-get update -q >/dev/null && apt-get install -y -q bubblewrap slirp4netns >/dev/null; }; \
+		else \
+			echo "bubblewrap is missing: install it (sudo apt-get install bubblewrap slirp4netns)"; \
+			echo "or run without isolation with AUTOMATION_SANDBOX=none"; \
+		fi; \
+	fi
+
+serve: $(STAMP) sandbox-deps
+	$(BIN)/automation-server serve
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: $(STAMP) sandbox-deps lint typecheck
+	$(BIN)/pytest
+
+bench-quick: $(STAMP) sandbox-deps
+	$(BIN)/python -m bench --quick
+
+bench: $(STAMP) sandbox-deps
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

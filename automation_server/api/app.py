@@ -1,0 +1,38 @@
+"""The Litestar application: routes, dependencies, error handlers, OpenAPI."""
+
+from __future__ import annotations
+
+from litestar import Litestar, Router
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+
+from automation_server.api import automations, health, uploads
+from automation_server.api.auth import provide_caller
+from automation_server.api.errors import EXCEPTION_HANDLERS
+from automation_server.services import Services
+
+# JSON bodies are small; uploads have their own, larger limit.
+JSON_BODY_LIMIT = 1_048_576
+
+
+def create_app(services: Services) -> Litestar:
+    caller = {"caller": Provide(provide_caller, sync_to_thread=True)}
+    v1 = Router(
+        path="/v1",
+        route_handlers=[automations.AutomationController],
+        dependencies=caller,
+        request_max_body_size=JSON_BODY_LIMIT,
+    )
+    v1_uploads = Router(
+        path="/v1/uploads",
+        route_handlers=[uploads.upload],
+        dependencies=caller,
+        request_max_body_size=services.settings.uploads.max_upload_bytes,
+    )
+    return Litestar(
+        route_handlers=[health.health, health.ready, v1, v1_uploads],
+        dependencies={"services": Provide(lambda: services, sync_to_thread=False)},
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=OpenAPIConfig(title="Automation server", version="1.0.0", path="/schema"),
+        debug=False,
+    )

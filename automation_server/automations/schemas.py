@@ -1,0 +1,219 @@
+"""Request and response shapes of the automations API (DESIGN section 6).
+
+msgspec enforces types, unknown fields and the ranges declared here (answering
+400); rules that need the database or more context are checked in
+``validation.py`` (answering 422 with the field that broke them).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, Struct, UnsetType, field
+
+VARIANT_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+EXPERIMENT_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"
+AUTOMATION_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+
+Weight = Annotated[int, Meta(ge=0, le=10_000)]
+VariantName = Annotated[str, Meta(pattern=VARIANT_NAME)]
+Entrypoint = Annotated[
+    list[Annotated[str, Meta(min_length=1, max_length=4096)]], Meta(min_length=1, max_length=256)
+]
+EnvMap = Annotated[dict[str, Annotated[str, Meta(max_length=65_536)]], Meta(max_length=200)]
+Network = Literal["none", "egress", "host"]
+
+
+class Strict(Struct, forbid_unknown_fields=True, omit_defaults=False):
+    """Request bodies reject fields they do not know (400)."""
+
+
+class TriggerSpec(Strict):
+    type: Literal["cron", "interval", "manual", "webhook"]
+    schedule: str | None = None
+    timezone: str = "UTC"
+    seconds: int | None = None
+
+
+class VariantSpec(Strict):
+    name: VariantName
+    tarball: Annotated[str, Meta(min_length=1, max_length=2048)]
+    weight: Weight = 1
+    entrypoint: Entrypoint | None = None
+    env: EnvMap = field(default_factory=dict)
+    description: Annotated[str, Meta(max_length=10_000)] = ""
+
+
+class LimitsSpec(Strict):
+    memory_mb: Annotated[int, Meta(ge=16)] | None = None
+    cpu_seconds: Annotated[int, Meta(ge=1)] | None = None
+    pids_max: Annotated[int, Meta(ge=8)] | None = None
+    tmp_mb: Annotated[int, Meta(ge=1)] | None = None
+    max_log_bytes: Annotated[int, Meta(ge=1024)] | None = None
+
+
+class ConcurrencySpec(Strict):
+    max_running: Annotated[int, Meta(ge=1, le=1000)] = 1
+    on_overlap: Literal["skip", "queue"] = "skip"
+
+
+class RetrySpec(Strict):
+    max_attempts: Annotated[int, Meta(ge=1, le=10)] = 1
+    backoff_s: Annotated[float, Meta(ge=0, le=86_400)] = 30
+
+
+class MisfireSpec(Strict):
+    policy: Literal["run_once", "run_all", "skip"] = "run_once"
+    grace_s: Annotated[int, Meta(ge=0, le=86_400 * 7)] = 60
+    max_catchup: Annotated[int, Meta(ge=1, le=1000)] = 10
+
+
+class GuardrailSpec(Strict):
+    metric: Annotated[str, Meta(min_length=1, max_length=100)]
+    direction: Literal["higher", "lower"]
+    max_regression: Annotated[float, Meta(ge=0)]
+
+
+class AutoPromoteSpec(Strict):
+    metric: Annotated[str, Meta(min_length=1, max_length=100)]
+    direction: Literal["higher", "lower"] = "higher"
+    min_runs_per_variant: Annotated[int, Meta(ge=2, le=1_000_000)] = 50
+    alpha: Annotated[float, Meta(gt=0, lt=0.5)] = 0.05
+    guardrails: list[GuardrailSpec] = field(default_factory=list)
+
+
+AutomationName = Annotated[str, Meta(min_length=1, max_length=128, pattern=AUTOMATION_NAME)]
+Secrets = Annotated[dict[str, Annotated[str, Meta(max_length=65_536)]], Meta(max_length=100)]
+
+
+class AutomationCreate(Strict):
+    name: AutomationName
+    trigger: TriggerSpec = field(default_factory=lambda: TriggerSpec(type="manual"))
+    experiment_id: str | None = None
+    variants: Annotated[list[VariantSpec], Meta(min_length=1, max_length=20)] | None = None
+    tarball: Annotated[str, Meta(min_length=1, max_length=2048)] | None = None
+    entrypoint: Entrypoint | None = None
+    enabled: bool = True
+    timeout_s: Annotated[int, Meta(ge=1)] | None = None
+    network: Network = "none"
+    limits: LimitsSpec = field(default_factory=LimitsSpec)
+    concurrency: ConcurrencySpec = field(default_factory=ConcurrencySpec)
+    retry: RetrySpec = field(default_factory=RetrySpec)
+    misfire: MisfireSpec = field(default_factory=MisfireSpec)
+    auto_promote: AutoPromoteSpec | None = None
+    assignment_key_path: Annotated[str, Meta(min_length=1, max_length=500)] | None = None
+    env: EnvMap = field(default_factory=dict)
+    secrets: Secrets = field(default_factory=dict)
+
+
+class VariantPatch(Strict):
+    """One variant in a PATCH: matched by name; omitted fields keep their value."""
+
+    name: VariantName
+    tarball: Annotated[str, Meta(min_length=1, max_length=2048)] | UnsetType = UNSET
+    weight: Weight | UnsetType = UNSET
+    entrypoint: Entrypoint | UnsetType = UNSET
+    env: EnvMap | UnsetType = UNSET
+    description: Annotated[str, Meta(max_length=10_000)] | UnsetType = UNSET
+
+
+class AutomationPatch(Strict):
+    """Partial update: only the fields present change.
+
+    ``variants`` is the complete new list (variants left out are deleted, their
+    runs kept); ``weights`` changes weights only; ``secrets`` sets the names given
+    and deletes those whose value is null.
+    """
+
+    name: AutomationName | UnsetType = UNSET
+    trigger: TriggerSpec | UnsetType = UNSET
+    experiment_id: str | UnsetType | None = UNSET
+    variants: Annotated[list[VariantPatch], Meta(min_length=1, max_length=20)] | UnsetType = UNSET
+    weights: dict[str, Weight] | UnsetType = UNSET
+    enabled: bool | UnsetType = UNSET
+    timeout_s: Annotated[int, Meta(ge=1)] | UnsetType = UNSET
+    network: Network | UnsetType = UNSET
+    limits: LimitsSpec | UnsetType = UNSET
+    concurrency: ConcurrencySpec | UnsetType = UNSET
+    retry: RetrySpec | UnsetType = UNSET
+    misfire: MisfireSpec | UnsetType = UNSET
+    auto_promote: AutoPromoteSpec | UnsetType | None = UNSET
+    assignment_key_path: Annotated[str, Meta(min_length=1, max_length=500)] | UnsetType | None = (
+        UNSET
+    )
+    env: EnvMap | UnsetType = UNSET
+    secrets: dict[str, str | None] | UnsetType = UNSET
+
+
+# ---- responses ---------------------------------------------------------------
+
+
+class VariantOut(Struct):
+    name: str
+    weight: int
+    tarball: str
+    digest: str
+    entrypoint: list[str]
+    env: dict[str, str]
+    description: str
+    source: dict[str, Any]
+
+
+class LastRun(Struct):
+    id: str
+    status: str
+
+
+class AutomationOut(Struct, omit_defaults=True):
+    id: str
+    name: str
+    trigger: dict[str, Any]
+    experiment_id: str | None
+    variants: list[VariantOut]
+    champion: str | None
+    revision: int
+    enabled: bool
+    timeout_s: int
+    network: str
+    limits: dict[str, Any]
+    concurrency: dict[str, Any]
+    retry: dict[str, Any]
+    misfire: dict[str, Any]
+    auto_promote: dict[str, Any] | None
+    assignment_key_path: str | None
+    env: dict[str, str]
+    secrets: list[str]
+    created_at: str
+    updated_at: str
+    next_run_at: str | None
+    last_run: LastRun | None
+    missed_ticks: int
+    # Shown once: in the create response of a webhook automation, and on rotation.
+    webhook_secret: str | None = None
+
+
+class AutomationPage(Struct):
+    items: list[AutomationOut]
+    next_cursor: str | None
+
+
+class RevisionOut(Struct):
+    revision: int
+    experiment_id: str | None
+    champion: str | None
+    weights: dict[str, int]
+    variants: list[dict[str, Any]]
+    actor: str | None
+    reason: str | None
+    created_at: str
+
+
+class RevisionPage(Struct):
+    items: list[RevisionOut]
+
+
+def to_builtins(value: Struct) -> dict[str, Any]:
+    """A request struct as plain JSON-able data (what the database stores)."""
+    result: dict[str, Any] = msgspec.to_builtins(value)
+    return result

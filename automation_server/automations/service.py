@@ -1,0 +1,586 @@
+"""Automations: create, read, list, update, delete, and their revisions.
+
+Every change to variants, weights, champion or experiment makes a new immutable
+revision; runs record the revision they were dispatched under. Tarball
+references are resolved (and S3 objects fetched) before the write transaction,
+so a slow object store never holds a database lock.
+"""
+
+from __future__ import annotations
+
+import secrets as pysecrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from msgspec import UNSET
+from msgspec.structs import replace as struct_replace
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from automation_server.automations import validation as rules
+from automation_server.automations.schemas import (
+    AutomationCreate,
+    AutomationOut,
+    AutomationPage,
+    AutomationPatch,
+    RevisionOut,
+    RevisionPage,
+    VariantPatch,
+    VariantSpec,
+    to_builtins,
+)
+from automation_server.automations.views import automation_out, revision_out
+from automation_server.config import Settings
+from automation_server.db.engine import Database
+from automation_server.db.models import Automation, AutomationSecret, Revision, Run, Variant
+from automation_server.errors import Conflict, Invalid, NotFound
+from automation_server.ids import new_id, utcnow
+from automation_server.pagination import after_cursor, check_limit, encode_cursor
+from automation_server.security.accounts import Caller
+from automation_server.security.crypto import SecretBox
+from automation_server.storage.blobs import BlobService
+
+DEFAULT_ENTRYPOINT = ["python3", "main.py"]
+
+
+@dataclass(frozen=True)
+class VariantDraft:
+    """A variant as it will be stored: tarball pinned to a digest."""
+
+    name: str
+    weight: int
+    digest: str
+    entrypoint: list[str]
+    env: dict[str, str]
+    description: str
+    source: dict[str, Any]
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "weight": self.weight,
+            "tarball": f"blob:{self.digest}",
+            "digest": self.digest,
+            "entrypoint": self.entrypoint,
+            "env": self.env,
+            "description": self.description,
+            "source": self.source,
+        }
+
+
+def draft_of(row: Variant) -> VariantDraft:
+    return VariantDraft(
+        row.name,
+        row.weight,
+        row.tarball_digest,
+        list(row.entrypoint),
+        dict(row.env),
+        row.description,
+        dict(row.source),
+    )
+
+
+def new_webhook_secret() -> str:
+    return "whsec_" + pysecrets.token_urlsafe(32)
+
+
+class AutomationService:
+    def __init__(
+        self, db: Database, blobs: BlobService, box: SecretBox, settings: Settings
+    ) -> None:
+        self._db = db
+        self._blobs = blobs
+        self._box = box
+        self._settings = settings
+
+    # ---- create ----------------------------------------------------------------
+
+    def create(
+        self,
+        caller: Caller,
+        body: AutomationCreate,
+        sources: Sequence[dict[str, Any]] | None = None,
+    ) -> AutomationOut:
+        """Validate and store a new automation; ``sources`` records how variants were made."""
+        drafts = self._drafts_from_create(caller, body, sources)
+        self._check_common(
+            body.experiment_id,
+            [d.name for d in drafts],
+            [d.weight for d in drafts],
+            body.env,
+            body.secrets,
+        )
+        rules.check_network(body.network, self._settings.allow_host_network)
+        rules.check_assignment_key_path(body.assignment_key_path)
+        trigger = rules.normalise_trigger(body.trigger)
+        limits = rules.resolve_limits(body.limits, self._settings.limits)
+        timeout_s = rules.resolve_timeout(body.timeout_s, self._settings.limits)
+        now = utcnow()
+        webhook_secret = new_webhook_secret() if trigger["type"] == "webhook" else None
+        row = Automation(
+            id=new_id(),
+            org_id=caller.org_id,
+            name=body.name,
+            trigger=trigger,
+            trigger_type=trigger["type"],
+            schedule_anchor=now,
+            experiment_id=body.experiment_id,
+            champion=None,
+            revision=1,
+            enabled=body.enabled,
+            timeout_s=timeout_s,
+            network=body.network,
+            limits=limits,
+            concurrency=to_builtins(body.concurrency),
+            retry=to_builtins(body.retry),
+            misfire=to_builtins(body.misfire),
+            auto_promote=to_builtins(body.auto_promote) if body.auto_promote else None,
+            assignment_key_path=body.assignment_key_path,
+            env=dict(body.env),
+            webhook_secret=self._box.encrypt(webhook_secret) if webhook_secret else None,
+            next_run_at=None,
+            missed_ticks=0,
+            created_at=now,
+            updated_at=now,
+        )
+        row.next_run_at = self._next_run(row)
+        try:
+            with self._db.write() as session:
+                session.add(row)
+                session.flush()
+                self._write_variants(session, row.id, drafts, [])
+                self._add_revision(session, row, drafts, caller.actor, "created")
+                self._set_secrets(session, row.id, dict(body.secrets))
+        except IntegrityError as exc:
+            raise self._conflict(body.name) from exc
+        out = self.get(caller, row.id)
+        return struct_replace(out, webhook_secret=webhook_secret) if webhook_secret else out
+
+    def _drafts_from_create(
+        self, caller: Caller, body: AutomationCreate, sources: Sequence[dict[str, Any]] | None
+    ) -> list[VariantDraft]:
+        if body.variants is not None and body.tarball is not None:
+            raise Invalid(
+                "tarball: give either 'variants' or the 'tarball' shorthand, not both",
+                field="tarball",
+                code="invalid_variants",
+            )
+        if body.variants is None and body.tarball is None:
+            raise Invalid(
+                "variants: give 'variants' (or 'tarball' for a single variant)",
+                field="variants",
+                code="missing_variants",
+            )
+        if body.variants is None:
+            if body.entrypoint is not None:
+                rules.check_entrypoint(body.entrypoint, "entrypoint")
+            digest = self._blobs.resolve(caller.org_id, body.tarball or "", field="tarball")
+            return [
+                VariantDraft(
+                    "default",
+                    1,
+                    digest,
+                    body.entrypoint or DEFAULT_ENTRYPOINT,
+                    {},
+                    "",
+                    _source(body.tarball or "", sources, 0),
+                )
+            ]
+        if body.entrypoint is not None:
+            raise Invalid(
+                "entrypoint: with 'variants', give each variant its own entrypoint",
+                field="entrypoint",
+                code="invalid_variants",
+            )
+        return [
+            self._draft(caller, spec, f"variants[{i}]", _source(spec.tarball, sources, i))
+            for i, spec in enumerate(body.variants)
+        ]
+
+    def _draft(
+        self, caller: Caller, spec: VariantSpec, field: str, source: dict[str, Any]
+    ) -> VariantDraft:
+        entrypoint = spec.entrypoint or DEFAULT_ENTRYPOINT
+        rules.check_entrypoint(entrypoint, f"{field}.entrypoint")
+        rules.check_env(spec.env, f"{field}.env")
+        digest = self._blobs.resolve(caller.org_id, spec.tarball, field=f"{field}.tarball")
+        return VariantDraft(
+            spec.name,
+            spec.weight,
+            digest,
+            list(entrypoint),
+            dict(spec.env),
+            spec.description,
+            source,
+        )
+
+    def _check_common(
+        self,
+        experiment_id: str | None,
+        names: Sequence[str],
+        weights: Sequence[int],
+        env: dict[str, str],
+        secrets: Mapping[str, str | None],
+    ) -> None:
+        rules.check_experiment_id(experiment_id)
+        rules.check_variant_set(names, weights, experiment_id, "variants")
+        rules.check_env(env, "env")
+        rules.check_env({k: "" for k in secrets}, "secrets")
+
+    # ---- read ------------------------------------------------------------------
+
+    def get(self, caller: Caller, automation_id: str) -> AutomationOut:
+        with self._db.read() as session:
+            row = self._load(session, caller, automation_id)
+            return automation_out(session, row)
+
+    def get_row(self, caller: Caller, automation_id: str) -> Automation:
+        with self._db.read() as session:
+            return self._load(session, caller, automation_id)
+
+    def list_page(
+        self, caller: Caller, *, name: str | None, limit: int, cursor: str | None
+    ) -> AutomationPage:
+        check_limit(limit)
+        query = select(Automation).where(
+            Automation.org_id == caller.org_id, Automation.deleted_at.is_(None)
+        )
+        if name:
+            query = query.where(Automation.name == name)
+        after = after_cursor(Automation.created_at, Automation.id, cursor)
+        if after is not None:
+            query = query.where(after)
+        query = query.order_by(Automation.created_at.desc(), Automation.id.desc()).limit(limit + 1)
+        with self._db.read() as session:
+            rows = list(session.scalars(query))
+            items = [automation_out(session, row) for row in rows[:limit]]
+        next_cursor = (
+            encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id)
+            if len(rows) > limit
+            else None
+        )
+        return AutomationPage(items=items, next_cursor=next_cursor)
+
+    def revisions(self, caller: Caller, automation_id: str) -> RevisionPage:
+        with self._db.read() as session:
+            self._load(session, caller, automation_id, include_deleted=True)
+            rows = session.scalars(
+                select(Revision)
+                .where(Revision.automation_id == automation_id)
+                .order_by(Revision.number.desc())
+            )
+            return RevisionPage(items=[revision_out(r) for r in rows])
+
+    def revision(self, caller: Caller, automation_id: str, number: int) -> RevisionOut:
+        with self._db.read() as session:
+            self._load(session, caller, automation_id, include_deleted=True)
+            row = session.get(Revision, (automation_id, number))
+            if row is None:
+                raise NotFound(f"automation {automation_id} has no revision {number}")
+            return revision_out(row)
+
+    # ---- update ----------------------------------------------------------------
+
+    def update(self, caller: Caller, automation_id: str, patch: AutomationPatch) -> AutomationOut:
+        current = self.get_row(caller, automation_id)
+        with self._db.read() as session:
+            live = _live_variants(session, automation_id)
+        drafts = self._patched_variants(caller, [draft_of(v) for v in live], patch)
+        experiment_id = (
+            current.experiment_id if patch.experiment_id is UNSET else patch.experiment_id
+        )
+        env = current.env if patch.env is UNSET else dict(patch.env)
+        secrets = {} if patch.secrets is UNSET else dict(patch.secrets)
+        self._check_common(
+            experiment_id, [d.name for d in drafts], [d.weight for d in drafts], env, secrets
+        )
+        changes = self._scalar_changes(patch)
+        try:
+            with self._db.write() as session:
+                row = self._load(session, caller, automation_id, lock=True)
+                self._apply(row, changes, experiment_id, env)
+                old = [draft_of(v) for v in _live_variants(session, automation_id)]
+                if row.champion and row.champion not in {d.name for d in drafts}:
+                    row.champion = None
+                if drafts != old or experiment_id != _revision_experiment(session, row):
+                    self._write_variants(session, row.id, drafts, old, champion=row.champion)
+                    row.revision += 1
+                    self._add_revision(session, row, drafts, caller.actor, "updated")
+                if patch.secrets is not UNSET:
+                    self._set_secrets(session, row.id, secrets)
+                row.updated_at = utcnow()
+        except IntegrityError as exc:
+            raise self._conflict(changes.get("name", current.name)) from exc
+        return self.get(caller, automation_id)
+
+    def _scalar_changes(self, patch: AutomationPatch) -> dict[str, Any]:
+        """Validated new values of the plain fields present in the patch."""
+        changes: dict[str, Any] = {}
+        for name in (
+            "name",
+            "enabled",
+            "concurrency",
+            "retry",
+            "misfire",
+            "auto_promote",
+            "assignment_key_path",
+            "network",
+            "timeout_s",
+            "limits",
+            "trigger",
+        ):
+            value = getattr(patch, name)
+            if value is not UNSET:
+                changes[name] = value
+        if "network" in changes:
+            rules.check_network(changes["network"], self._settings.allow_host_network)
+        if "assignment_key_path" in changes:
+            rules.check_assignment_key_path(changes["assignment_key_path"])
+        if "timeout_s" in changes:
+            changes["timeout_s"] = rules.resolve_timeout(
+                changes["timeout_s"], self._settings.limits
+            )
+        if "limits" in changes:
+            changes["limits"] = rules.resolve_limits(changes["limits"], self._settings.limits)
+        if "trigger" in changes:
+            changes["trigger"] = rules.normalise_trigger(changes["trigger"])
+        for name in ("concurrency", "retry", "misfire", "auto_promote"):
+            if changes.get(name) is not None:
+                changes[name] = to_builtins(changes[name])
+        return changes
+
+    def _apply(
+        self,
+        row: Automation,
+        changes: dict[str, Any],
+        experiment_id: str | None,
+        env: dict[str, str],
+    ) -> None:
+        for name, value in changes.items():
+            setattr(row, name, value)
+        row.experiment_id = experiment_id
+        row.env = env
+        if "trigger" in changes:
+            row.trigger_type = changes["trigger"]["type"]
+            row.schedule_anchor = utcnow()
+            if row.trigger_type == "webhook" and row.webhook_secret is None:
+                row.webhook_secret = self._box.encrypt(new_webhook_secret())
+        if "trigger" in changes or "enabled" in changes:
+            row.next_run_at = self._next_run(row)
+
+    def _patched_variants(
+        self, caller: Caller, old: list[VariantDraft], patch: AutomationPatch
+    ) -> list[VariantDraft]:
+        drafts = old
+        if patch.variants is not UNSET:
+            by_name = {d.name: d for d in old}
+            drafts = [
+                self._patch_one(caller, by_name.get(p.name), p, f"variants[{i}]")
+                for i, p in enumerate(patch.variants)
+            ]
+        if patch.weights is not UNSET:
+            names = {d.name for d in drafts}
+            for name in patch.weights:
+                if name not in names:
+                    raise Invalid(
+                        f"weights: unknown variant '{name}'",
+                        field=f"weights.{name}",
+                        code="unknown_variant",
+                    )
+            drafts = [replace(d, weight=patch.weights.get(d.name, d.weight)) for d in drafts]
+        return drafts
+
+    def _patch_one(
+        self, caller: Caller, old: VariantDraft | None, p: VariantPatch, field: str
+    ) -> VariantDraft:
+        if old is None:
+            if p.tarball is UNSET:
+                raise Invalid(
+                    f"{field}.tarball: a new variant needs a tarball",
+                    field=f"{field}.tarball",
+                    code="missing_tarball",
+                )
+            spec = VariantSpec(
+                name=p.name,
+                tarball=p.tarball,
+                weight=1 if p.weight is UNSET else p.weight,
+                entrypoint=None if p.entrypoint is UNSET else p.entrypoint,
+                env={} if p.env is UNSET else p.env,
+                description="" if p.description is UNSET else p.description,
+            )
+            return self._draft(caller, spec, field, {"kind": "upload"})
+        draft = old
+        if p.tarball is not UNSET:
+            digest = self._blobs.resolve(caller.org_id, p.tarball, field=f"{field}.tarball")
+            draft = replace(draft, digest=digest, source={"kind": "upload"})
+        if p.entrypoint is not UNSET:
+            rules.check_entrypoint(p.entrypoint, f"{field}.entrypoint")
+            draft = replace(draft, entrypoint=list(p.entrypoint))
+        if p.env is not UNSET:
+            rules.check_env(p.env, f"{field}.env")
+            draft = replace(draft, env=dict(p.env))
+        if p.weight is not UNSET:
+            draft = replace(draft, weight=p.weight)
+        if p.description is not UNSET:
+            draft = replace(draft, description=p.description)
+        return draft
+
+    # ---- delete ----------------------------------------------------------------
+
+    def delete(self, caller: Caller, automation_id: str) -> None:
+        """Soft delete: the automation disappears, its runs and revisions stay queryable."""
+        now = utcnow()
+        with self._db.write() as session:
+            row = self._load(session, caller, automation_id, lock=True)
+            row.deleted_at = now
+            row.enabled = False
+            row.next_run_at = None
+            row.updated_at = now
+            session.execute(
+                update(Run)
+                .where(Run.automation_id == row.id, Run.status == "queued")
+                .values(status="cancelled", error="automation deleted", finished_at=now)
+            )
+
+    def rotate_webhook_secret(self, caller: Caller, automation_id: str) -> AutomationOut:
+        secret = new_webhook_secret()
+        with self._db.write() as session:
+            row = self._load(session, caller, automation_id, lock=True)
+            if row.trigger_type != "webhook":
+                raise Conflict(
+                    "only webhook automations have a webhook secret", code="not_a_webhook"
+                )
+            row.webhook_secret = self._box.encrypt(secret)
+            row.updated_at = utcnow()
+        return struct_replace(self.get(caller, automation_id), webhook_secret=secret)
+
+    # ---- shared pieces ---------------------------------------------------------
+
+    def _load(
+        self,
+        session: Session,
+        caller: Caller,
+        automation_id: str,
+        *,
+        lock: bool = False,
+        include_deleted: bool = False,
+    ) -> Automation:
+        query = select(Automation).where(
+            Automation.id == automation_id, Automation.org_id == caller.org_id
+        )
+        if not include_deleted:
+            query = query.where(Automation.deleted_at.is_(None))
+        if lock:
+            query = query.with_for_update()
+        row = session.scalars(query).one_or_none()
+        if row is None:
+            raise NotFound(f"no automation with id '{automation_id}'")
+        return row
+
+    def _next_run(self, row: Automation) -> Any:
+        if not row.enabled:
+            return None
+        schedule = rules.schedule_of(row.trigger, row.schedule_anchor)
+        return schedule.next_after(utcnow()) if schedule else None
+
+    def _write_variants(
+        self,
+        session: Session,
+        automation_id: str,
+        drafts: list[VariantDraft],
+        old: list[VariantDraft],
+        champion: str | None = None,
+    ) -> None:
+        """Make the live variant rows match ``drafts``; removed ones are soft-deleted."""
+        now = utcnow()
+        keep = {d.name for d in drafts}
+        rows = {v.name: v for v in _live_variants(session, automation_id)}
+        for name, row in rows.items():
+            if name not in keep:
+                row.deleted_at = now
+                row.is_champion = False
+        session.flush()
+        for position, d in enumerate(drafts):
+            existing = rows.get(d.name)
+            if existing is None:
+                existing = Variant(
+                    id=new_id(),
+                    automation_id=automation_id,
+                    name=d.name,
+                    created_at=now,
+                    is_champion=False,
+                )
+                session.add(existing)
+            row = existing
+            row.position, row.weight, row.tarball_digest = position, d.weight, d.digest
+            row.entrypoint, row.env, row.description = d.entrypoint, d.env, d.description
+            row.source, row.updated_at = d.source, now
+            row.is_champion = d.name == champion
+
+    def _add_revision(
+        self, session: Session, row: Automation, drafts: list[VariantDraft], actor: str, reason: str
+    ) -> None:
+        session.add(
+            Revision(
+                automation_id=row.id,
+                number=row.revision,
+                experiment_id=row.experiment_id,
+                champion=row.champion,
+                variants=[d.snapshot() for d in drafts],
+                actor=actor,
+                reason=reason,
+                created_at=utcnow(),
+            )
+        )
+
+    def _set_secrets(
+        self, session: Session, automation_id: str, values: dict[str, str | None]
+    ) -> None:
+        now = utcnow()
+        for name, value in values.items():
+            existing = session.get(AutomationSecret, (automation_id, name))
+            if value is None:
+                if existing is not None:
+                    session.delete(existing)
+            elif existing is None:
+                session.add(
+                    AutomationSecret(
+                        automation_id=automation_id,
+                        name=name,
+                        ciphertext=self._box.encrypt(value),
+                        updated_at=now,
+                    )
+                )
+            else:
+                existing.ciphertext = self._box.encrypt(value)
+                existing.updated_at = now
+
+    def _conflict(self, name: str) -> Conflict:
+        return Conflict(
+            f"name: an automation named '{name}' already exists in this organization",
+            field="name",
+            code="duplicate_name",
+        )
+
+
+def _live_variants(session: Session, automation_id: str) -> list[Variant]:
+    return list(
+        session.scalars(
+            select(Variant)
+            .where(Variant.automation_id == automation_id, Variant.deleted_at.is_(None))
+            .order_by(Variant.position)
+        )
+    )
+
+
+def _revision_experiment(session: Session, row: Automation) -> str | None:
+    current = session.get(Revision, (row.id, row.revision))
+    return current.experiment_id if current else None
+
+
+def _source(tarball: str, sources: Sequence[dict[str, Any]] | None, index: int) -> dict[str, Any]:
+    if sources is not None:
+        return dict(sources[index])
+    return {"kind": "s3", "uri": tarball} if tarball.startswith("s3://") else {"kind": "upload"}

@@ -1,0 +1,193 @@
+"""Rules on automation definitions beyond what the schema declares (422s).
+
+Every function raises :class:`Invalid` with the JSON path of the offending field
+and a stable code, so clients can point at the input that broke the rule.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import jmespath
+from jmespath.exceptions import JMESPathError
+
+from automation_server.automations.schemas import (
+    EXPERIMENT_ID,
+    LimitsSpec,
+    TriggerSpec,
+)
+from automation_server.config import LimitSettings, RunLimits
+from automation_server.errors import Invalid
+from automation_server.scheduler.triggers import Schedule, parse_cron, parse_interval
+
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+RESERVED_ENV_PREFIX = "AUTOMATION_"
+_EXPERIMENT = re.compile(EXPERIMENT_ID)
+
+
+def check_experiment_id(value: str | None) -> None:
+    if value is not None and not _EXPERIMENT.match(value):
+        raise Invalid(
+            f"experiment_id: {value[:50]!r} must match {EXPERIMENT_ID}",
+            field="experiment_id",
+            code="invalid_experiment_id",
+        )
+
+
+def check_env(env: Mapping[str, str], field: str) -> None:
+    """Names must be shell-style identifiers and may not start with ``AUTOMATION_``."""
+    for name in env:
+        if not ENV_NAME.match(name):
+            raise Invalid(
+                f"{field}: {name[:50]!r} is not a valid environment variable name",
+                field=f"{field}.{name[:50]}",
+                code="invalid_env",
+            )
+        if name.upper().startswith(RESERVED_ENV_PREFIX):
+            raise Invalid(
+                f"{field}: {name!r} is reserved: names starting with AUTOMATION_ are set "
+                "by the server",
+                field=f"{field}.{name}",
+                code="reserved_env",
+            )
+
+
+def check_entrypoint(argv: Sequence[str], field: str) -> None:
+    """``argv[0]`` is a command on PATH or a path inside the tarball: never absolute or ``..``."""
+    command = argv[0]
+    if command.startswith("/"):
+        raise Invalid(
+            f"{field}: '{command[:100]}' is absolute; use a command on PATH or a "
+            "path relative to the tarball root",
+            field=f"{field}[0]",
+            code="invalid_entrypoint",
+        )
+    if ".." in command.split("/"):
+        raise Invalid(
+            f"{field}: '{command[:100]}' may not contain '..'",
+            field=f"{field}[0]",
+            code="invalid_entrypoint",
+        )
+    if any("\x00" in arg for arg in argv):
+        raise Invalid(
+            f"{field}: arguments may not contain NUL bytes", field=field, code="invalid_entrypoint"
+        )
+
+
+def check_variant_set(
+    names: Sequence[str], weights: Sequence[int], experiment_id: str | None, field: str
+) -> None:
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if name in seen:
+            raise Invalid(
+                f"{field}[{i}].name: duplicate variant name '{name}'",
+                field=f"{field}[{i}].name",
+                code="duplicate_variant",
+            )
+        seen.add(name)
+    if not any(w > 0 for w in weights):
+        raise Invalid(
+            f"{field}: at least one variant needs a weight above 0",
+            field=field,
+            code="no_weighted_variant",
+        )
+    if sum(1 for w in weights if w > 0) >= 2 and experiment_id is None:
+        raise Invalid(
+            "experiment_id: two or more variants with weight > 0 need an experiment_id",
+            field="experiment_id",
+            code="experiment_required",
+        )
+
+
+def check_network(network: str, allow_host: bool) -> None:
+    if network == "host" and not allow_host:
+        raise Invalid(
+            "network: 'host' is disabled on this server (the operator can allow it "
+            "with AUTOMATION_ALLOW_HOST_NETWORK=true)",
+            field="network",
+            code="host_network_not_allowed",
+        )
+
+
+def check_assignment_key_path(path: str | None) -> None:
+    if path is None:
+        return
+    try:
+        jmespath.compile(path)
+    except JMESPathError as exc:
+        raise Invalid(
+            f"assignment_key_path: not a JMESPath expression: {exc}",
+            field="assignment_key_path",
+            code="invalid_assignment_key_path",
+        ) from None
+
+
+def resolve_limits(spec: LimitsSpec, settings: LimitSettings) -> dict[str, int]:
+    """The run limits with server defaults filled in, refused above the server maximum."""
+    result: dict[str, int] = {}
+    for name in RunLimits.__dataclass_fields__:
+        asked = getattr(spec, name)
+        value = getattr(settings.default, name) if asked is None else asked
+        maximum = getattr(settings.maximum, name)
+        if value > maximum:
+            raise Invalid(
+                f"limits.{name}: {value} is above this server's maximum of {maximum}",
+                field=f"limits.{name}",
+                code="limit_too_high",
+            )
+        result[name] = value
+    return result
+
+
+def resolve_timeout(timeout_s: int | None, settings: LimitSettings) -> int:
+    value = settings.default_timeout_s if timeout_s is None else timeout_s
+    if value > settings.max_timeout_s:
+        raise Invalid(
+            f"timeout_s: {value} is above this server's maximum of {settings.max_timeout_s}",
+            field="timeout_s",
+            code="limit_too_high",
+        )
+    return value
+
+
+def normalise_trigger(spec: TriggerSpec) -> dict[str, Any]:
+    """The stored form of a trigger, after checking it can compute fire times."""
+    if spec.type == "cron":
+        if not spec.schedule:
+            raise Invalid(
+                "trigger.schedule: a cron trigger needs a schedule such as '0 9 * * 1-5'",
+                field="trigger.schedule",
+                code="invalid_cron",
+            )
+        parse_cron(spec.schedule, spec.timezone)
+        return {"type": "cron", "schedule": spec.schedule, "timezone": spec.timezone}
+    if spec.type == "interval":
+        if spec.seconds is None:
+            raise Invalid(
+                "trigger.seconds: an interval trigger needs 'seconds' (>= 1)",
+                field="trigger.seconds",
+                code="invalid_interval",
+            )
+        parse_interval(spec.seconds, anchor=datetime.now().astimezone())
+        return {"type": "interval", "seconds": spec.seconds}
+    for name in ("schedule", "seconds"):
+        if getattr(spec, name) is not None:
+            raise Invalid(
+                f"trigger.{name}: not used by a '{spec.type}' trigger",
+                field=f"trigger.{name}",
+                code="invalid_trigger",
+            )
+    return {"type": spec.type}
+
+
+def schedule_of(trigger: Mapping[str, Any], anchor: datetime) -> Schedule | None:
+    """The fire-time calculator of a stored trigger; None for manual and webhook."""
+    if trigger["type"] == "cron":
+        return parse_cron(trigger["schedule"], trigger.get("timezone", "UTC"))
+    if trigger["type"] == "interval":
+        return parse_interval(int(trigger["seconds"]), anchor=anchor)
+    return None

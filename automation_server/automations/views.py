@@ -1,0 +1,79 @@
+"""Database rows to API shapes for automations and revisions."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from automation_server.automations.schemas import AutomationOut, LastRun, RevisionOut, VariantOut
+from automation_server.db.models import Automation, AutomationSecret, Revision, Variant
+from automation_server.ids import to_rfc3339
+
+
+def variant_out(row: Variant) -> VariantOut:
+    return VariantOut(
+        name=row.name,
+        weight=row.weight,
+        tarball=f"blob:{row.tarball_digest}",
+        digest=row.tarball_digest,
+        entrypoint=list(row.entrypoint),
+        env=dict(row.env),
+        description=row.description,
+        source=dict(row.source),
+    )
+
+
+def automation_out(session: Session, row: Automation) -> AutomationOut:
+    variants = session.scalars(
+        select(Variant)
+        .where(Variant.automation_id == row.id, Variant.deleted_at.is_(None))
+        .order_by(Variant.position)
+    )
+    secret_names = session.scalars(
+        select(AutomationSecret.name)
+        .where(AutomationSecret.automation_id == row.id)
+        .order_by(AutomationSecret.name)
+    )
+    last_run = (
+        LastRun(id=row.last_run_id, status=row.last_run_status or "queued")
+        if row.last_run_id
+        else None
+    )
+    return AutomationOut(
+        id=row.id,
+        name=row.name,
+        trigger=dict(row.trigger),
+        experiment_id=row.experiment_id,
+        variants=[variant_out(v) for v in variants],
+        champion=row.champion,
+        revision=row.revision,
+        enabled=row.enabled,
+        timeout_s=row.timeout_s,
+        network=row.network,
+        limits=dict(row.limits),
+        concurrency=dict(row.concurrency),
+        retry=dict(row.retry),
+        misfire=dict(row.misfire),
+        auto_promote=dict(row.auto_promote) if row.auto_promote else None,
+        assignment_key_path=row.assignment_key_path,
+        env=dict(row.env),
+        secrets=list(secret_names),
+        created_at=to_rfc3339(row.created_at) or "",
+        updated_at=to_rfc3339(row.updated_at) or "",
+        next_run_at=to_rfc3339(row.next_run_at),
+        last_run=last_run,
+        missed_ticks=row.missed_ticks,
+    )
+
+
+def revision_out(row: Revision) -> RevisionOut:
+    return RevisionOut(
+        revision=row.number,
+        experiment_id=row.experiment_id,
+        champion=row.champion,
+        weights={v["name"]: v["weight"] for v in row.variants},
+        variants=list(row.variants),
+        actor=row.actor,
+        reason=row.reason,
+        created_at=to_rfc3339(row.created_at) or "",
+    )

@@ -1,0 +1,142 @@
+"""``automation-server``: serve, api, worker, scheduler, migrate, create-key."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from automation_server.config import Settings, SettingsError, load_settings
+from automation_server.logging import configure_logging, get_logger
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _migrate_if_needed(settings: Settings) -> None:
+    from automation_server.db import migrate
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if migrate.needs_upgrade(settings.database_url):
+        get_logger("cli").info("db.migrating", database=settings.describe()["database"])
+        migrate.upgrade(settings.database_url)
+
+
+def _start(settings: Settings, component: str) -> Any:
+    configure_logging(settings.log_level, settings.log_format)
+    log = get_logger(component)
+    log.info("process.starting", **settings.describe())
+    _migrate_if_needed(settings)
+    return log
+
+
+def _run_http(
+    settings: Settings, services: Any, host: str, port: int, background: list[Callable[[], None]]
+) -> None:
+    import uvicorn
+
+    from automation_server.api.app import create_app
+
+    app = create_app(services)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")
+    )
+    get_logger("api").info("api.listening", url=f"http://{host}:{port}")
+    try:
+        server.run()
+    finally:
+        for stop in background:
+            stop()
+        services.close()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """The automation server.
+
+    Settings come from AUTOMATION_* environment variables (see the README).
+    Quick start on the embedded default (SQLite and files under ./var):
+
+    \b
+      automation-server serve
+      automation-server create-key --org acme
+    """
+
+
+@main.command()
+@click.option("--host", default=None, help="Listen address [AUTOMATION_HOST, default 127.0.0.1]")
+@click.option("--port", type=int, default=None, help="Port [AUTOMATION_PORT, default 8080]")
+def serve(host: str | None, port: int | None) -> None:
+    """API, scheduler and worker in one process (the embedded default needs no other service)."""
+    from automation_server.services import build_services
+
+    settings = _settings()
+    _start(settings, "serve")
+    services = build_services(settings)
+    _run_http(settings, services, host or settings.host, port or settings.port, [])
+
+
+@main.command()
+@click.option("--host", default=None, help="Listen address [AUTOMATION_HOST, default 127.0.0.1]")
+@click.option("--port", type=int, default=None, help="Port [AUTOMATION_PORT, default 8080]")
+def api(host: str | None, port: int | None) -> None:
+    """The HTTP API alone (run workers and schedulers as separate processes)."""
+    from automation_server.services import build_services
+
+    settings = _settings()
+    _start(settings, "api")
+    _run_http(settings, build_services(settings), host or settings.host, port or settings.port, [])
+
+
+@main.command()
+def migrate() -> None:
+    """Apply database migrations (AUTOMATION_DATABASE_URL)."""
+    from automation_server.db import migrate as migrations
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    before = migrations.current_revision(settings.database_url)
+    migrations.upgrade(settings.database_url)
+    after = migrations.current_revision(settings.database_url)
+    click.echo(f"database at revision {after} (was {before or 'empty'})")
+
+
+@main.command("create-key")
+@click.option("--org", required=True, help="Organization name (created if it does not exist).")
+@click.option(
+    "--scope",
+    type=click.Choice(["admin", "write", "read"]),
+    default="admin",
+    show_default=True,
+    help="What the key may do.",
+)
+@click.option("--name", default=None, help="A label for the key.")
+def create_key(org: str, scope: str, name: str | None) -> None:
+    """Create an API key; the key is printed alone on the last line (shown once)."""
+    from automation_server.db.engine import Database
+    from automation_server.security.accounts import create_key as make_key
+    from automation_server.security.accounts import ensure_organization
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    _migrate_if_needed(settings)
+    db = Database(settings.database_url, pool_size=1)
+    try:
+        org_id = ensure_organization(db, org)
+        created = make_key(db, org_id, scope, name)  # type: ignore[arg-type]
+    finally:
+        db.dispose()
+    click.echo(f"organization: {org} ({org_id})")
+    click.echo(f"scope: {created.scope}; store this key now, it is not shown again:")
+    click.echo(created.plaintext)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,280 @@
+"""SQLAlchemy models: the whole schema in one place.
+
+Every change here needs an Alembic migration in ``migrations/versions`` (a test
+compares the two). Partial indexes carry both ``postgresql_where`` and
+``sqlite_where``: with only one, the other database silently builds a full index.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from automation_server.db.types import JsonType, UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ID = String(36)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JsonType}
+
+
+def _partial(where: str) -> dict[str, Any]:
+    """Index kwargs for a partial index on both databases."""
+    return {"postgresql_where": text(where), "sqlite_where": text(where)}
+
+
+class Organization(Base):
+    __tablename__ = "organizations"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime]
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    org_id: Mapped[str] = mapped_column(ID, ForeignKey("organizations.id"), index=True)
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class Blob(Base):
+    """A content-addressed tarball; the bytes live in the object store."""
+
+    __tablename__ = "blobs"
+
+    digest: Mapped[str] = mapped_column(String(80), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    files: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+
+
+class BlobOwner(Base):
+    """Which organizations uploaded a blob: only they may reference it."""
+
+    __tablename__ = "blob_owners"
+
+    org_id: Mapped[str] = mapped_column(ID, ForeignKey("organizations.id"), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(80), ForeignKey("blobs.digest"), primary_key=True)
+    created_at: Mapped[datetime]
+
+
+class Automation(Base):
+    __tablename__ = "automations"
+    __table_args__ = (
+        Index(
+            "uq_automations_org_name_live",
+            "org_id",
+            "name",
+            unique=True,
+            **_partial("deleted_at IS NULL"),
+        ),
+        Index(
+            "ix_automations_due",
+            "next_run_at",
+            **_partial("enabled AND deleted_at IS NULL AND next_run_at IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    org_id: Mapped[str] = mapped_column(ID, ForeignKey("organizations.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    trigger: Mapped[dict[str, Any]]
+    trigger_type: Mapped[str] = mapped_column(String(16))
+    schedule_anchor: Mapped[datetime]
+    experiment_id: Mapped[str | None] = mapped_column(String(200))
+    champion: Mapped[str | None] = mapped_column(String(63))
+    revision: Mapped[int] = mapped_column(Integer)
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    timeout_s: Mapped[int] = mapped_column(Integer)
+    network: Mapped[str] = mapped_column(String(16))
+    limits: Mapped[dict[str, Any]]
+    concurrency: Mapped[dict[str, Any]]
+    retry: Mapped[dict[str, Any]]
+    misfire: Mapped[dict[str, Any]]
+    auto_promote: Mapped[dict[str, Any] | None]
+    assignment_key_path: Mapped[str | None] = mapped_column(String(500))
+    env: Mapped[dict[str, Any]]
+    webhook_secret: Mapped[str | None] = mapped_column(Text)  # encrypted
+    next_run_at: Mapped[datetime | None]
+    missed_ticks: Mapped[int] = mapped_column(Integer, default=0)
+    last_run_id: Mapped[str | None] = mapped_column(ID)
+    last_run_status: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    deleted_at: Mapped[datetime | None]
+
+
+class AutomationSecret(Base):
+    __tablename__ = "automation_secrets"
+
+    automation_id: Mapped[str] = mapped_column(ID, ForeignKey("automations.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    ciphertext: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime]
+
+
+class Variant(Base):
+    """The current definition of one variant; history lives in revisions."""
+
+    __tablename__ = "variants"
+    __table_args__ = (
+        Index(
+            "uq_variants_automation_name_live",
+            "automation_id",
+            "name",
+            unique=True,
+            **_partial("deleted_at IS NULL"),
+        ),
+        # At most one champion per automation, enforced by the database.
+        Index(
+            "uq_variants_one_champion",
+            "automation_id",
+            unique=True,
+            **_partial("is_champion AND deleted_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    automation_id: Mapped[str] = mapped_column(ID, ForeignKey("automations.id"), index=True)
+    name: Mapped[str] = mapped_column(String(63))
+    position: Mapped[int] = mapped_column(Integer)
+    weight: Mapped[int] = mapped_column(Integer)
+    tarball_digest: Mapped[str] = mapped_column(String(80), ForeignKey("blobs.digest"))
+    entrypoint: Mapped[list[str]] = mapped_column(JsonType)
+    env: Mapped[dict[str, Any]]
+    description: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[dict[str, Any]]
+    is_champion: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    deleted_at: Mapped[datetime | None]
+
+
+class Revision(Base):
+    """An immutable snapshot of the variants, weights, champion and experiment."""
+
+    __tablename__ = "revisions"
+
+    automation_id: Mapped[str] = mapped_column(ID, ForeignKey("automations.id"), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    experiment_id: Mapped[str | None] = mapped_column(String(200))
+    champion: Mapped[str | None] = mapped_column(String(63))
+    variants: Mapped[list[dict[str, Any]]] = mapped_column(JsonType)
+    actor: Mapped[str | None] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class Run(Base):
+    """The queue entry and the history record in one row."""
+
+    __tablename__ = "runs"
+    __table_args__ = (
+        UniqueConstraint("automation_id", "scheduled_for", name="uq_runs_automation_tick"),
+        Index(
+            "uq_runs_idempotency",
+            "automation_id",
+            "idempotency_key",
+            unique=True,
+            **_partial("idempotency_key IS NOT NULL"),
+        ),
+        Index("ix_runs_org_created", "org_id", "created_at", "id"),
+        Index("ix_runs_org_automation_created", "org_id", "automation_id", "created_at", "id"),
+        Index(
+            "ix_runs_org_experiment_created",
+            "org_id",
+            "experiment_id",
+            "variant",
+            "created_at",
+            "id",
+        ),
+        Index("ix_runs_org_status_created", "org_id", "status", "created_at", "id"),
+        Index("ix_runs_queued", "available_at", "id", **_partial("status = 'queued'")),
+        Index("ix_runs_running_lease", "lease_expires_at", **_partial("status = 'running'")),
+        Index(
+            "ix_runs_automation_active",
+            "automation_id",
+            "status",
+            **_partial("status IN ('queued', 'running')"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    org_id: Mapped[str] = mapped_column(ID, ForeignKey("organizations.id"))
+    automation_id: Mapped[str] = mapped_column(ID, ForeignKey("automations.id"))
+    automation_revision: Mapped[int] = mapped_column(Integer)
+    experiment_id: Mapped[str | None] = mapped_column(String(200))
+    variant: Mapped[str] = mapped_column(String(63))
+    assignment: Mapped[dict[str, Any]]
+    assignment_method: Mapped[str] = mapped_column(String(16))
+    tarball_digest: Mapped[str] = mapped_column(String(80))
+    trigger: Mapped[str] = mapped_column(String(16))
+    scheduled_for: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(String(16))
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    attempts: Mapped[list[dict[str, Any]]] = mapped_column(JsonType)
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]]
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    available_at: Mapped[datetime]
+    lease_owner: Mapped[str | None] = mapped_column(ID)
+    lease_expires_at: Mapped[datetime | None]
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    duration_ms: Mapped[int | None] = mapped_column(BigInteger)
+    metrics: Mapped[dict[str, Any]]
+    outputs: Mapped[dict[str, Any]]
+    log_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    log_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+    sandbox: Mapped[str | None] = mapped_column(String(16))
+    limits: Mapped[dict[str, Any] | None]
+
+
+class Worker(Base):
+    """A worker process, for leases and for operators (``GET /v1/workers``)."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    concurrency: Mapped[int] = mapped_column(Integer)
+    running: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime]
+    stopped_at: Mapped[datetime | None]
