@@ -7,6 +7,10 @@ from dataclasses import dataclass
 from automation_server.automations.service import AutomationService
 from automation_server.config import Settings
 from automation_server.db.engine import Database
+from automation_server.dispatch.service import Dispatcher
+from automation_server.queue.manager import RunQueue
+from automation_server.queue.notify import Notifier, PostgresListener
+from automation_server.runs.service import RunService
 from automation_server.security.accounts import Authenticator
 from automation_server.security.crypto import SecretBox, load_or_create_key
 from automation_server.storage.archive import ArchiveLimits
@@ -23,8 +27,21 @@ class Services:
     blobs: BlobService
     auth: Authenticator
     automations: AutomationService
+    notifier: Notifier
+    queue: RunQueue
+    dispatcher: Dispatcher
+    runs: RunService
+    listener: PostgresListener | None = None
+
+    def start_listener(self) -> None:
+        """LISTEN for cross-process wake-ups (PostgreSQL only; SQLite polls)."""
+        if not self.db.is_sqlite and self.listener is None:
+            self.listener = PostgresListener(self.settings.database_url, self.notifier)
+            self.listener.start()
 
     def close(self) -> None:
+        if self.listener is not None:
+            self.listener.stop()
         self.db.dispose()
 
 
@@ -45,6 +62,8 @@ def build_services(settings: Settings, *, store: BlobStore | None = None) -> Ser
     blobs = BlobService(
         db, store, archive_limits(settings), s3_endpoint_url=settings.s3_endpoint_url
     )
+    notifier = Notifier(postgres=not db.is_sqlite)
+    queue = RunQueue(db, notifier)
     return Services(
         settings=settings,
         db=db,
@@ -53,4 +72,8 @@ def build_services(settings: Settings, *, store: BlobStore | None = None) -> Ser
         blobs=blobs,
         auth=Authenticator(db),
         automations=AutomationService(db, blobs, box, settings),
+        notifier=notifier,
+        queue=queue,
+        dispatcher=Dispatcher(db, queue, max_payload_bytes=settings.uploads.max_payload_bytes),
+        runs=RunService(db, queue, store),
     )

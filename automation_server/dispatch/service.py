@@ -1,0 +1,226 @@
+"""Where a run is chosen: the variant is picked and written on the run row in the
+same transaction that queues it, before anything executes.
+
+The API's dispatch, the scheduler's ticks and webhooks all go through
+:meth:`Dispatcher.enqueue`, so every kind of trigger gets the same assignment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import msgspec
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from automation_server.db.engine import Database
+from automation_server.db.models import Automation, Revision, Run
+from automation_server.dispatch.assignment import choose_variant
+from automation_server.errors import Conflict, NotFound, TooLarge
+from automation_server.ids import new_id, utcnow
+from automation_server.logging import get_logger
+from automation_server.queue.manager import RunQueue
+from automation_server.runs.schemas import DispatchRequest, RunOut
+from automation_server.runs.views import run_out
+from automation_server.security.accounts import Caller
+
+log = get_logger("dispatch")
+
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+
+
+def seed_of(automation: Automation) -> str:
+    """Sticky hashing is seeded by the experiment, or by the automation without one."""
+    return automation.experiment_id or automation.id
+
+
+class Dispatcher:
+    def __init__(self, db: Database, queue: RunQueue, *, max_payload_bytes: int) -> None:
+        self._db = db
+        self._queue = queue
+        self._max_payload_bytes = max_payload_bytes
+
+    def dispatch(
+        self,
+        caller: Caller,
+        automation_id: str,
+        request: DispatchRequest,
+        idempotency_key: str | None = None,
+    ) -> RunOut:
+        """Queue a manual run (202); a repeated Idempotency-Key returns the first run."""
+        self.check_payload(request.payload)
+        try:
+            return self._dispatch_once(caller, automation_id, request, idempotency_key)
+        except IntegrityError:
+            # Another request with the same key won the race: answer with its run.
+            existing = self._find_idempotent(caller, automation_id, idempotency_key)
+            if existing is None:
+                raise
+            return existing
+
+    def check_payload(self, payload: dict[str, Any]) -> None:
+        size = len(msgspec.json.encode(payload))
+        if size > self._max_payload_bytes:
+            raise TooLarge(
+                f"payload: {size} bytes is over the limit of {self._max_payload_bytes} bytes",
+                field="payload",
+            )
+
+    def _dispatch_once(
+        self,
+        caller: Caller,
+        automation_id: str,
+        request: DispatchRequest,
+        idempotency_key: str | None,
+    ) -> RunOut:
+        with self._db.write() as session:
+            automation = session.scalars(
+                select(Automation)
+                .where(
+                    Automation.id == automation_id,
+                    Automation.org_id == caller.org_id,
+                    Automation.deleted_at.is_(None),
+                )
+                .with_for_update()
+            ).one_or_none()
+            if automation is None:
+                raise NotFound(f"no automation with id '{automation_id}'")
+            if idempotency_key:
+                existing = self._reuse_key(session, automation.id, idempotency_key)
+                if existing is not None:
+                    return run_out(existing)
+            if not automation.enabled:
+                raise Conflict(
+                    f"automation '{automation.name}' is disabled; enable it with "
+                    'PATCH {"enabled": true}',
+                    code="automation_disabled",
+                )
+            run = self.enqueue(
+                session,
+                automation,
+                trigger="manual",
+                payload=request.payload,
+                variant=request.variant,
+                key=request.assignment_key,
+                idempotency_key=idempotency_key,
+            )
+            return run_out(run)
+
+    def _reuse_key(self, session: Session, automation_id: str, key: str) -> Run | None:
+        """The run created with this key in the last 24 h; an older one gives the key up."""
+        run = session.scalars(
+            select(Run).where(Run.automation_id == automation_id, Run.idempotency_key == key)
+        ).one_or_none()
+        if run is None:
+            return None
+        if run.created_at >= utcnow() - IDEMPOTENCY_WINDOW:
+            return run
+        run.idempotency_key = None
+        session.flush()
+        return None
+
+    def _find_idempotent(
+        self, caller: Caller, automation_id: str, key: str | None
+    ) -> RunOut | None:
+        if not key:
+            return None
+        with self._db.read() as session:
+            run = session.scalars(
+                select(Run).where(
+                    Run.automation_id == automation_id,
+                    Run.org_id == caller.org_id,
+                    Run.idempotency_key == key,
+                )
+            ).one_or_none()
+            return run_out(run) if run else None
+
+    def enqueue(
+        self,
+        session: Session,
+        automation: Automation,
+        *,
+        trigger: str,
+        payload: dict[str, Any],
+        variant: str | None = None,
+        key: str | None = None,
+        scheduled_for: datetime | None = None,
+        idempotency_key: str | None = None,
+        rng: Callable[[], float] | None = None,
+    ) -> Run:
+        """Choose the variant and insert the run, in the caller's transaction."""
+        revision = session.get(Revision, (automation.id, automation.revision))
+        if revision is None:  # every automation is created with revision 1
+            raise NotFound(f"automation {automation.id} has no revision {automation.revision}")
+        variants = revision.variants
+        assignment = choose_variant(
+            [(v["name"], int(v["weight"])) for v in variants],
+            seed=seed_of(automation),
+            forced=variant,
+            key=key,
+            rng=rng,
+        )
+        chosen = next(v for v in variants if v["name"] == assignment.variant)
+        now = utcnow()
+        skipped = self._overlap_reason(session, automation, trigger)
+        run = Run(
+            id=new_id(),
+            org_id=automation.org_id,
+            automation_id=automation.id,
+            automation_revision=automation.revision,
+            experiment_id=automation.experiment_id,
+            variant=assignment.variant,
+            assignment=assignment.to_json(),
+            assignment_method=assignment.method,
+            tarball_digest=chosen["digest"],
+            trigger=trigger,
+            scheduled_for=scheduled_for,
+            status="skipped" if skipped else "queued",
+            attempt=1,
+            attempts=[],
+            exit_code=None,
+            error=skipped,
+            payload=payload,
+            idempotency_key=idempotency_key,
+            available_at=now,
+            cancel_requested=False,
+            created_at=now,
+            finished_at=now if skipped else None,
+            metrics={},
+            outputs={},
+            log_bytes=0,
+            log_truncated=False,
+        )
+        self._queue.insert(session, run)
+        log.info(
+            "run.queued" if not skipped else "run.skipped",
+            run_id=run.id,
+            automation_id=automation.id,
+            variant=run.variant,
+            trigger=trigger,
+            method=assignment.method,
+        )
+        return run
+
+    def _overlap_reason(self, session: Session, automation: Automation, trigger: str) -> str | None:
+        """Why a scheduled or webhook fire is dropped by ``on_overlap: skip`` (None to run it).
+
+        Manual dispatches are explicit requests and always queue.
+        """
+        policy = automation.concurrency
+        if trigger == "manual" or policy.get("on_overlap", "skip") != "skip":
+            return None
+        limit = int(policy.get("max_running", 1))
+        active = session.scalar(
+            select(func.count())
+            .select_from(Run)
+            .where(Run.automation_id == automation.id, Run.status.in_(("queued", "running")))
+        )
+        if (active or 0) < limit:
+            return None
+        return (
+            f"skipped: {active} run(s) already queued or running "
+            f"(concurrency.max_running={limit}, on_overlap=skip)"
+        )
