@@ -15,8 +15,8 @@ from automation_server.queue.manager import FINISHED, RunQueue
 from automation_server.runs.schemas import RunOut, RunPage
 from automation_server.runs.views import run_out
 from automation_server.security.accounts import Caller
+from automation_server.storage.blobs import log_key
 from automation_server.storage.blobstore import BlobStore
-from automation_server.worker.execution import log_key
 
 STATUSES = {"queued", "running", "succeeded", "failed", "timed_out", "cancelled", "skipped"}
 TRIGGERS = {"manual", "cron", "interval", "webhook"}

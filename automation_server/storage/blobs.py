@@ -39,6 +39,11 @@ def blob_key(digest: str) -> str:
     return f"blobs/sha256/{hexdigest[:2]}/{hexdigest}"
 
 
+def log_key(run_id: str) -> str:
+    """Where a run's captured stdout and stderr live in the object store."""
+    return f"logs/{run_id}"
+
+
 def digest_of(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
