@@ -178,6 +178,7 @@ def live_server(services: Any) -> Iterator[LiveServer]:
         log_config=None,
         access_log=False,
         lifespan="on",
+        log_level="warning",
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -145,9 +145,7 @@ class RunQueue:
                 select(Run.automation_id, func.count())
                 .where(Run.automation_id.in_([r.id for r in rows]), Run.status == "running")
                 .group_by(Run.automation_id)
-            )
-            .tuples()
-            .all()
+            ).all()
         )
         return {r.id: int(r.concurrency.get("max_running", 1)) - running.get(r.id, 0) for r in rows}
 

@@ -26,7 +26,7 @@ _INT_FIELDS = {"revision": "AUTOMATION_REVISION", "attempt": "AUTOMATION_ATTEMPT
 _payload_cache: dict[str, Any] | None = None
 
 
-def payload() -> dict[str, Any]:
+def get_payload() -> dict[str, Any]:
     """The dispatch or webhook payload (``{}`` when there is none)."""
     global _payload_cache
     if _payload_cache is None:
@@ -42,13 +42,13 @@ def payload() -> dict[str, Any]:
 def as_dict() -> dict[str, Any]:
     """Everything above in one dictionary (handy for logging)."""
     out: dict[str, Any] = {name: __getattr__(name) for name in (*_FIELDS, *_INT_FIELDS)}
-    out["payload"] = payload()
+    out["payload"] = get_payload()
     return out
 
 
 def __getattr__(name: str) -> Any:
     if name == "payload":
-        return payload()
+        return get_payload()
     if name in _FIELDS:
         return os.environ.get(_FIELDS[name]) or None
     if name in _INT_FIELDS:

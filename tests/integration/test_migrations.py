@@ -50,11 +50,14 @@ def test_partial_unique_indexes_are_partial(
     engine = sa.create_engine(url)
     with engine.connect() as conn:
         if kind == "sqlite":
-            sql = conn.execute(sa.text(
-                "SELECT sql FROM sqlite_master WHERE name = 'uq_variants_one_champion'")).scalar()
+            sql = conn.execute(
+                sa.text("SELECT sql FROM sqlite_master WHERE name = 'uq_variants_one_champion'")
+            ).scalar()
         else:
-            sql = conn.execute(sa.text(
-                "SELECT indexdef FROM pg_indexes WHERE indexname = 'uq_variants_one_champion'"
-            )).scalar()
+            sql = conn.execute(
+                sa.text(
+                    "SELECT indexdef FROM pg_indexes WHERE indexname = 'uq_variants_one_champion'"
+                )
+            ).scalar()
     engine.dispose()
     assert sql is not None and "WHERE" in sql.upper()
