@@ -8,6 +8,7 @@ from automation_server.automations.service import AutomationService
 from automation_server.config import Settings
 from automation_server.db.engine import Database
 from automation_server.dispatch.service import Dispatcher
+from automation_server.dispatch.webhooks import WebhookService
 from automation_server.queue.manager import RunQueue
 from automation_server.queue.notify import Notifier, PostgresListener
 from automation_server.runs.service import RunService
@@ -31,6 +32,7 @@ class Services:
     queue: RunQueue
     dispatcher: Dispatcher
     runs: RunService
+    webhooks: WebhookService
     listener: PostgresListener | None = None
 
     def start_listener(self) -> None:
@@ -64,6 +66,7 @@ def build_services(settings: Settings, *, store: BlobStore | None = None) -> Ser
     )
     notifier = Notifier(postgres=not db.is_sqlite)
     queue = RunQueue(db, notifier)
+    dispatcher = Dispatcher(db, queue, max_payload_bytes=settings.uploads.max_payload_bytes)
     return Services(
         settings=settings,
         db=db,
@@ -71,9 +74,10 @@ def build_services(settings: Settings, *, store: BlobStore | None = None) -> Ser
         box=box,
         blobs=blobs,
         auth=Authenticator(db),
-        automations=AutomationService(db, blobs, box, settings),
+        automations=AutomationService(db, blobs, box, settings, notifier),
         notifier=notifier,
         queue=queue,
-        dispatcher=Dispatcher(db, queue, max_payload_bytes=settings.uploads.max_payload_bytes),
+        dispatcher=dispatcher,
         runs=RunService(db, queue, store),
+        webhooks=WebhookService(db, dispatcher, box),
     )

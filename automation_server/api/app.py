@@ -6,7 +6,7 @@ from litestar import Litestar, Router
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
-from automation_server.api import automations, health, runs, uploads
+from automation_server.api import automations, health, hooks, runs, uploads
 from automation_server.api.auth import provide_caller
 from automation_server.api.errors import EXCEPTION_HANDLERS
 from automation_server.services import Services
@@ -29,8 +29,14 @@ def create_app(services: Services) -> Litestar:
         dependencies=caller,
         request_max_body_size=services.settings.uploads.max_upload_bytes,
     )
+    # Webhooks authenticate by signature, not by API key.
+    v1_hooks = Router(
+        path="/v1/hooks",
+        route_handlers=[hooks.receive_webhook],
+        request_max_body_size=services.settings.uploads.max_payload_bytes,
+    )
     return Litestar(
-        route_handlers=[health.health, health.ready, v1, v1_uploads],
+        route_handlers=[health.health, health.ready, v1, v1_uploads, v1_hooks],
         dependencies={"services": Provide(lambda: services, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=OpenAPIConfig(title="Automation server", version="1.0.0", path="/schema"),

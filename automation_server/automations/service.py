@@ -38,6 +38,7 @@ from automation_server.db.models import Automation, AutomationSecret, Revision, 
 from automation_server.errors import Conflict, Invalid, NotFound
 from automation_server.ids import new_id, utcnow
 from automation_server.pagination import after_cursor, check_limit, encode_cursor
+from automation_server.queue.notify import Notifier
 from automation_server.security.accounts import Caller
 from automation_server.security.crypto import SecretBox
 from automation_server.storage.blobs import BlobService
@@ -88,9 +89,15 @@ def new_webhook_secret() -> str:
 
 class AutomationService:
     def __init__(
-        self, db: Database, blobs: BlobService, box: SecretBox, settings: Settings
+        self,
+        db: Database,
+        blobs: BlobService,
+        box: SecretBox,
+        settings: Settings,
+        notifier: Notifier,
     ) -> None:
         self._db = db
+        self._notifier = notifier
         self._blobs = blobs
         self._box = box
         self._settings = settings
@@ -153,6 +160,7 @@ class AutomationService:
                 self._write_variants(session, row.id, drafts, [])
                 self._add_revision(session, row, drafts, caller.actor, "created")
                 self._set_secrets(session, row.id, dict(body.secrets))
+                self._notifier.schedules_changed(session)
         except IntegrityError as exc:
             raise self._conflict(body.name) from exc
         out = self.get(caller, row.id)
@@ -311,6 +319,8 @@ class AutomationService:
                 if patch.secrets is not UNSET:
                     self._set_secrets(session, row.id, secrets)
                 row.updated_at = utcnow()
+                if "trigger" in changes or "enabled" in changes:
+                    self._notifier.schedules_changed(session)
         except IntegrityError as exc:
             raise self._conflict(changes.get("name", current.name)) from exc
         return self.get(caller, automation_id)
@@ -443,6 +453,7 @@ class AutomationService:
                 .where(Run.automation_id == row.id, Run.status == "queued")
                 .values(status="cancelled", error="automation deleted", finished_at=now)
             )
+            self._notifier.schedules_changed(session)
 
     def rotate_webhook_secret(self, caller: Caller, automation_id: str) -> AutomationOut:
         secret = new_webhook_secret()

@@ -278,3 +278,14 @@ class Worker(Base):
     started_at: Mapped[datetime]
     heartbeat_at: Mapped[datetime]
     stopped_at: Mapped[datetime | None]
+
+
+class WebhookDelivery(Base):
+    """Deliveries seen per automation (``X-Delivery-Id``): a replay is not run twice."""
+
+    __tablename__ = "webhook_deliveries"
+
+    automation_id: Mapped[str] = mapped_column(ID, ForeignKey("automations.id"), primary_key=True)
+    delivery_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    run_id: Mapped[str] = mapped_column(ID)
+    created_at: Mapped[datetime]
