@@ -45,7 +45,15 @@ def _run_http(
 
     app = create_app(services)
     server = uvicorn.Server(
-        uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            log_level="warning",
+        )
     )
     get_logger("api").info("api.listening", url=f"http://{host}:{port}")
     try:
@@ -69,6 +77,43 @@ def main() -> None:
     """
 
 
+def _start_worker(services: Any, concurrency: int | None = None) -> Any:
+    from automation_server.errors import SandboxError
+    from automation_server.worker.build import build_worker
+
+    try:
+        worker = build_worker(services, concurrency=concurrency)
+    except SandboxError as exc:
+        raise click.ClickException(exc.detail) from None
+    services.start_listener()
+    worker.start()
+    return worker
+
+
+def _start_scheduler(services: Any) -> Any:
+    from automation_server.scheduler.loop import Scheduler
+
+    scheduler = Scheduler(
+        db=services.db,
+        dispatcher=services.dispatcher,
+        notifier=services.notifier,
+        poll_s=services.settings.worker.poll_s,
+    )
+    services.start_listener()
+    scheduler.start()
+    return scheduler
+
+
+def _wait_for_signal() -> None:
+    import signal
+    import threading
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+
+
 @main.command()
 @click.option("--host", default=None, help="Listen address [AUTOMATION_HOST, default 127.0.0.1]")
 @click.option("--port", type=int, default=None, help="Port [AUTOMATION_PORT, default 8080]")
@@ -79,7 +124,55 @@ def serve(host: str | None, port: int | None) -> None:
     settings = _settings()
     _start(settings, "serve")
     services = build_services(settings)
-    _run_http(settings, services, host or settings.host, port or settings.port, [])
+    worker = _start_worker(services)
+    scheduler = _start_scheduler(services)
+    _run_http(
+        settings,
+        services,
+        host or settings.host,
+        port or settings.port,
+        [scheduler.stop, worker.stop],
+    )
+
+
+@main.command()
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="Runs executed at once [AUTOMATION_WORKER_CONCURRENCY, default 2]",
+)
+def worker(concurrency: int | None) -> None:
+    """A worker: claims queued runs and executes them in the sandbox.
+
+    SIGTERM stops it gracefully: no new claims, running runs get
+    AUTOMATION_SHUTDOWN_GRACE_S to finish, the rest go back to the queue.
+    """
+    from automation_server.services import build_services
+
+    settings = _settings()
+    log = _start(settings, "worker")
+    services = build_services(settings)
+    running = _start_worker(services, concurrency)
+    _wait_for_signal()
+    log.info("worker.stopping", grace_s=settings.worker.shutdown_grace_s)
+    running.stop()
+    services.close()
+
+
+@main.command()
+def scheduler() -> None:
+    """A scheduler: fires cron and interval automations (any number may run at once)."""
+    from automation_server.services import build_services
+
+    settings = _settings()
+    log = _start(settings, "scheduler")
+    services = build_services(settings)
+    loop = _start_scheduler(services)
+    _wait_for_signal()
+    log.info("scheduler.stopping")
+    loop.stop()
+    services.close()
 
 
 @main.command()
@@ -91,7 +184,9 @@ def api(host: str | None, port: int | None) -> None:
 
     settings = _settings()
     _start(settings, "api")
-    _run_http(settings, build_services(settings), host or settings.host, port or settings.port, [])
+    services = build_services(settings)
+    services.start_listener()
+    _run_http(settings, services, host or settings.host, port or settings.port, [])
 
 
 @main.command()

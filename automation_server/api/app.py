@@ -6,7 +6,7 @@ from litestar import Litestar, Router
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
-from automation_server.api import automations, health, hooks, runs, uploads
+from automation_server.api import automations, health, hooks, runs, uploads, workers
 from automation_server.api.auth import provide_caller
 from automation_server.api.errors import EXCEPTION_HANDLERS
 from automation_server.services import Services
@@ -19,7 +19,12 @@ def create_app(services: Services) -> Litestar:
     caller = {"caller": Provide(provide_caller, sync_to_thread=True)}
     v1 = Router(
         path="/v1",
-        route_handlers=[automations.AutomationController, runs.RunController, runs.dispatch],
+        route_handlers=[
+            automations.AutomationController,
+            runs.RunController,
+            runs.dispatch,
+            workers.list_workers,
+        ],
         dependencies=caller,
         request_max_body_size=JSON_BODY_LIMIT,
     )

@@ -1,0 +1,248 @@
+"""Where a claimed run is prepared, sandboxed and its results collected.
+
+One call of :meth:`RunExecution.execute` is one attempt: fetch the variant's
+tarball (verified by digest), extract it safely into a fresh directory, build
+exactly the DESIGN section 5 environment, hand it to the executor, then read
+the report and store the log. Problems of the run become a failed result with a
+clear error; only bugs of our own escape as exceptions.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import automation_sdk
+from sqlalchemy import select
+
+from automation_server.db.engine import Database
+from automation_server.db.models import Automation, AutomationSecret, Revision, Run
+from automation_server.errors import AutomationError, InvalidArchive
+from automation_server.queue.manager import RunResult
+from automation_server.sandbox.base import Executor, Limits, RunSpec
+from automation_server.sandbox.logcap import LogCapture
+from automation_server.security.crypto import SecretBox
+from automation_server.storage.archive import ArchiveLimits, safe_extract
+from automation_server.storage.blobs import log_key
+from automation_server.storage.blobstore import BlobStore
+from automation_server.worker.cache import TarballCache
+from automation_server.worker.reports import ReportError, read_report
+
+# The directory holding the in-run ``automation_sdk`` package (PYTHONPATH inside).
+SDK_DIR = Path(automation_sdk.__file__).resolve().parent.parent
+LIVE_LOG_INTERVAL_S = 1.0
+MASK = b"[secret]"
+
+
+@dataclass(frozen=True)
+class RunTask:
+    """Everything one attempt needs, read from the database when it is claimed."""
+
+    run_id: str
+    automation_id: str
+    automation_name: str
+    experiment_id: str | None
+    variant: str
+    revision: int
+    trigger: str
+    attempt: int
+    digest: str
+    entrypoint: list[str]
+    env: dict[str, str]
+    secrets: dict[str, str]
+    payload: dict[str, Any]
+    timeout_s: int
+    network: str
+    limits: dict[str, int]
+
+    def environment(self) -> dict[str, str]:
+        """AUTOMATION_* and user variables; the executor adds PATH, HOME and the rest."""
+        env = {**self.env, **self.secrets}
+        env.update(
+            {
+                "AUTOMATION_RUN_ID": self.run_id,
+                "AUTOMATION_ID": self.automation_id,
+                "AUTOMATION_NAME": self.automation_name,
+                "AUTOMATION_EXPERIMENT_ID": self.experiment_id or "",
+                "AUTOMATION_VARIANT": self.variant,
+                "AUTOMATION_REVISION": str(self.revision),
+                "AUTOMATION_TRIGGER": self.trigger,
+                "AUTOMATION_ATTEMPT": str(self.attempt),
+            }
+        )
+        return env
+
+
+def load_task(db: Database, box: SecretBox, run_id: str) -> RunTask:
+    """Read the run, its automation and the variant as it was in the run's revision."""
+    with db.read() as session:
+        run = session.get(Run, run_id)
+        assert run is not None, run_id
+        automation = session.get(Automation, run.automation_id)
+        revision = session.get(Revision, (run.automation_id, run.automation_revision))
+        assert automation is not None and revision is not None, run_id
+        variant = next(v for v in revision.variants if v["name"] == run.variant)
+        secrets = {
+            s.name: box.decrypt(s.ciphertext)
+            for s in session.scalars(
+                select(AutomationSecret).where(AutomationSecret.automation_id == automation.id)
+            )
+        }
+        return RunTask(
+            run_id=run.id,
+            automation_id=automation.id,
+            automation_name=automation.name,
+            experiment_id=run.experiment_id,
+            variant=run.variant,
+            revision=run.automation_revision,
+            trigger=run.trigger,
+            attempt=run.attempt,
+            digest=run.tarball_digest,
+            entrypoint=list(variant["entrypoint"]),
+            env={**automation.env, **variant.get("env", {})},
+            secrets=secrets,
+            payload=dict(run.payload),
+            timeout_s=automation.timeout_s,
+            network=automation.network,
+            limits=dict(automation.limits),
+        )
+
+
+class LiveLog:
+    """Keeps the capped log and publishes it to the object store about once a second,
+    so ``GET /v1/runs/{id}/logs?follow=true`` can stream it from any API process."""
+
+    def __init__(
+        self, store: BlobStore, run_id: str, max_bytes: int, secrets: Mapping[str, str]
+    ) -> None:
+        self._store = store
+        self._key = log_key(run_id)
+        self._capture = LogCapture(max_bytes)
+        self._secrets = [v.encode() for v in secrets.values() if len(v) >= 4]
+        self._lock = threading.Lock()
+        self._last_flush = time.monotonic()
+
+    def feed(self, chunk: bytes) -> None:
+        with self._lock:
+            self._capture.feed(chunk)
+            due = time.monotonic() - self._last_flush >= LIVE_LOG_INTERVAL_S
+        if due:
+            self.flush()
+
+    def flush(self, final: bytes | None = None) -> None:
+        with self._lock:
+            data = final if final is not None else self._capture.result()
+            self._last_flush = time.monotonic()
+        self._store.put(self._key, self.mask(data))
+
+    def mask(self, data: bytes) -> bytes:
+        """Secret values never reach stored logs, even when a run prints them."""
+        for secret in self._secrets:
+            data = data.replace(secret, MASK)
+        return data
+
+
+class RunExecution:
+    def __init__(
+        self,
+        *,
+        executor: Executor,
+        cache: TarballCache,
+        store: BlobStore,
+        work_root: Path,
+        run_python: Path,
+        archive_limits: ArchiveLimits,
+    ) -> None:
+        self._executor = executor
+        self._cache = cache
+        self._store = store
+        self._work_root = work_root
+        self._run_python = run_python
+        self._archive_limits = archive_limits
+        work_root.mkdir(parents=True, exist_ok=True, mode=0o711)
+
+    def execute(self, task: RunTask, cancel: threading.Event) -> RunResult:
+        root = self._work_root / task.run_id
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(mode=0o711)
+        limits = sandbox_limits(task.limits)
+        live = LiveLog(self._store, task.run_id, limits.max_log_bytes, task.secrets)
+        try:
+            spec = self._prepare(task, root, limits)
+        except AutomationError as exc:
+            live.flush(final=f"run could not start: {exc.detail}\n".encode())
+            shutil.rmtree(root, ignore_errors=True)
+            return RunResult(
+                status="failed",
+                exit_code=None,
+                error=exc.detail,
+                duration_ms=0,
+                sandbox=self._executor.name,
+            )
+        try:
+            outcome = self._executor.run(spec, cancel=cancel, on_output=live.feed)
+            live.flush(final=outcome.log)
+            return self._result(outcome, spec.output_dir)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+    def _prepare(self, task: RunTask, root: Path, limits: Limits) -> RunSpec:
+        try:
+            tarball = self._cache.get(task.digest)
+            safe_extract(tarball, root / "src", self._archive_limits)
+        except InvalidArchive as exc:
+            raise InvalidArchive(f"tarball refused at run time: {exc.detail}") from exc
+        (root / "out").mkdir()
+        payload_file = root / "payload.json"
+        payload_file.write_text(json.dumps(task.payload))
+        return RunSpec(
+            run_id=task.run_id,
+            workdir=root / "src",
+            output_dir=root / "out",
+            payload_file=payload_file,
+            argv=task.entrypoint,
+            env=task.environment(),
+            timeout_s=float(task.timeout_s),
+            network=task.network,  # type: ignore[arg-type]
+            limits=limits,
+            pythonpath_dir=SDK_DIR,
+            python=self._run_python,
+        )
+
+    def _result(self, outcome: Any, output_dir: Path) -> RunResult:
+        status, error = outcome.status, outcome.error
+        metrics: dict[str, float] = {}
+        outputs: dict[str, Any] = {}
+        try:
+            report = read_report(output_dir)
+            metrics, outputs = report.metrics, report.outputs
+        except ReportError as exc:
+            if status == "succeeded":
+                status, error = "failed", f"invalid report: {exc}"
+        return RunResult(
+            status=status,
+            exit_code=outcome.exit_code,
+            error=error,
+            duration_ms=outcome.duration_ms,
+            metrics=metrics,
+            outputs=outputs,
+            log_bytes=outcome.log_bytes,
+            log_truncated=outcome.log_truncated,
+            sandbox=outcome.sandbox,
+            limits=_limits_json(outcome.limits),
+        )
+
+
+def sandbox_limits(limits: Mapping[str, int]) -> Limits:
+    known = {k: int(v) for k, v in limits.items() if k in Limits.__dataclass_fields__}
+    return Limits(**known)
+
+
+def _limits_json(limits: Limits) -> dict[str, Any]:
+    return {name: getattr(limits, name) for name in Limits.__dataclass_fields__}
