@@ -1,0 +1,640 @@
+"""``automation``: pack, deploy, dispatch and inspect automations from a terminal.
+
+Every command takes ``--url`` (``AUTOMATION_URL``), ``--api-key``
+(``AUTOMATION_API_KEY``) and ``--json`` (print the API's JSON instead of
+tables), before or after the command name. Errors say what to do next and
+exit 1; usage errors exit 2. Shell completion::
+
+    eval "$(_AUTOMATION_COMPLETE=bash_source automation)"    # zsh: zsh_source
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+import msgspec
+from click.shell_completion import CompletionItem
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
+
+from automation_sdk import errors, render
+from automation_sdk import pack as packing
+from automation_sdk.client import Client
+from automation_sdk.deploy import (
+    DeployEvents,
+    DeployResult,
+    VariantSource,
+    check_names,
+    deploy,
+    parse_variant,
+)
+from automation_sdk.models import Automation
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+KEY_HELP = (
+    "set AUTOMATION_API_KEY or pass --api-key; "
+    "create one with 'automation-server create-key --org NAME'"
+)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# ---- global options ------------------------------------------------------------
+
+
+@dataclass
+class Options:
+    url: str = DEFAULT_URL
+    api_key: str | None = None
+    json: bool = False
+
+    def client(self, ctx: click.Context) -> Client:
+        if not self.api_key:
+            fail(f"no API key: {KEY_HELP}")
+        # One retry: a user at a terminal wants "cannot reach" at once, not after backoff.
+        return ctx.with_resource(Client(self.url, self.api_key, retries=1))
+
+    def out(self) -> Console:
+        return _console(sys.stdout)
+
+    def err(self) -> Console:
+        return _console(sys.stderr)
+
+
+def _console(stream: Any) -> Console:
+    # Pipes and test runners get a wide table rather than rich's 80 columns.
+    wide = not stream.isatty() and "COLUMNS" not in os.environ
+    return Console(file=stream, width=160 if wide else None, highlight=False)
+
+
+def _store(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    """Keep a global option in the root context; an explicit value after the command wins."""
+    options = ctx.find_root().ensure_object(Options)
+    at_root = ctx.parent is None
+    source = ctx.get_parameter_source(param.name or "")
+    explicit = source is click.core.ParameterSource.COMMANDLINE
+    if value is not None and value is not False and (at_root or explicit):
+        setattr(options, param.name or "", value)
+
+
+def global_options(root: bool = False) -> Callable[[F], F]:
+    """``--url``, ``--api-key`` and ``--json``, on the group and on every command."""
+
+    def decorate(f: F) -> F:
+        f = click.option(
+            "--json",
+            "json",
+            is_flag=True,
+            default=False,
+            expose_value=False,
+            callback=_store,
+            help="Print the API's JSON instead of tables.",
+        )(f)
+        f = click.option(
+            "--api-key",
+            "api_key",
+            envvar="AUTOMATION_API_KEY" if root else None,
+            expose_value=False,
+            callback=_store,
+            help="API key [AUTOMATION_API_KEY].",
+        )(f)
+        return click.option(
+            "--url",
+            "url",
+            envvar="AUTOMATION_URL" if root else None,
+            default=DEFAULT_URL if root else None,
+            expose_value=False,
+            callback=_store,
+            help=f"Server URL [AUTOMATION_URL, default {DEFAULT_URL}].",
+        )(f)
+
+    return decorate
+
+
+def opts(ctx: click.Context) -> Options:
+    return ctx.find_root().ensure_object(Options)
+
+
+# ---- errors --------------------------------------------------------------------
+
+
+class CliError(click.ClickException):
+    exit_code = 1
+
+
+def fail(message: str) -> NoReturn:
+    raise CliError(message)
+
+
+def explain(exc: errors.SdkError) -> str:
+    """A message that says what went wrong and what to do next."""
+    if isinstance(exc, errors.ServerUnreachable):
+        return (
+            f"cannot reach {exc.url}: is the server running? start it with 'make serve' "
+            f"(or pass --url / set AUTOMATION_URL) [{exc.reason}]"
+        )
+    if isinstance(exc, errors.AuthError) and exc.status_code == 401:
+        return f"the server refused the API key ({exc.detail}): {KEY_HELP}"
+    if isinstance(exc, errors.AuthError):
+        return f"this API key may not do that ({exc.detail}); use a key with a wider --scope"
+    if isinstance(exc, errors.ValidationError):
+        detail = exc.detail
+        if exc.field and not detail.startswith(f"{exc.field}:"):
+            detail = f"{exc.field}: {detail}"
+        return f"invalid request ({exc.status_code} {exc.code}): {detail}"
+    if isinstance(exc, errors.RateLimitedError):
+        return f"rate limited by the server; retry in {exc.retry_after or 1:g} s"
+    if isinstance(exc, errors.ApiError):
+        return f"{exc.detail} ({exc.status_code} {exc.code})"
+    return str(exc)
+
+
+class AutomationGroup(click.Group):
+    """Turns SDK exceptions into clear messages and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except errors.SdkError as exc:
+            if isinstance(exc, errors.ApiError) and opts(ctx).json:
+                body = exc.body if isinstance(exc.body, dict) else _error_body(exc)
+                click.echo(json.dumps(body, indent=2))
+            raise CliError(explain(exc)) from None
+
+
+def _error_body(exc: errors.ApiError) -> dict[str, Any]:
+    return {
+        "status_code": exc.status_code,
+        "code": exc.code,
+        "detail": exc.detail,
+        "field": exc.field,
+    }
+
+
+# ---- helpers -------------------------------------------------------------------
+
+
+def emit_json(value: Any) -> None:
+    data = value.to_dict() if hasattr(value, "to_dict") else value
+    click.echo(msgspec.json.format(msgspec.json.encode(data), indent=2).decode())
+
+
+def resolve(client: Client, name_or_id: str) -> Automation:
+    """An automation by name, or by id when no automation has that name."""
+    found = client.find_automation(name_or_id)
+    if found is not None:
+        return found
+    try:
+        return client.get_automation(name_or_id)
+    except (errors.NotFoundError, errors.ValidationError):
+        fail(f"no automation named '{name_or_id}'; see 'automation list'")
+
+
+def complete_automation(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    """Automation names from the server (best effort: nothing when it cannot answer)."""
+    url = os.environ.get("AUTOMATION_URL", DEFAULT_URL)
+    key = os.environ.get("AUTOMATION_API_KEY")
+    if not key:
+        return []
+    try:
+        with Client(url, key, timeout=2, retries=0) as client:
+            names = [a.name for a in islice(client.list_automations(page_size=500), 500)]
+    except errors.SdkError:
+        return []
+    return [CompletionItem(n) for n in names if n.startswith(incomplete)]
+
+
+def key_values(values: tuple[str, ...], option: str) -> dict[str, str] | None:
+    if not values:
+        return None
+    parsed: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r}: use KEY=VALUE", param_hint=option)
+        parsed[key] = value
+    return parsed
+
+
+def read_payload(value: str | None) -> dict[str, Any] | None:
+    """``--payload '{"a":1}'`` or ``--payload @file.json``: a JSON object."""
+    if value is None:
+        return None
+    text = value
+    if value.startswith("@"):
+        try:
+            text = Path(value[1:]).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise click.BadParameter(
+                f"cannot read {value[1:]}: {exc}", param_hint="--payload"
+            ) from None
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--payload") from None
+    if not isinstance(payload, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--payload")
+    return payload
+
+
+# ---- the commands ----------------------------------------------------------------
+
+
+@click.group(cls=AutomationGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@global_options(root=True)
+@click.version_option(package_name="automation-server", prog_name="automation")
+def main() -> None:
+    """Deploy code to an automation server, run it, and compare its variants.
+
+    \b
+      automation deploy hello ./hello --cron "0 9 * * 1-5" --timezone Europe/Berlin
+      automation dispatch hello --wait
+      automation runs --automation hello
+    """
+
+
+@main.command("pack")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@global_options()
+@click.pass_context
+def pack_cmd(ctx: click.Context, directory: Path, output: Path | None) -> None:
+    """Pack DIRECTORY into a reproducible .tar.gz and print its sha256 digest."""
+    members = packing.entries(directory)
+    data = packing.pack(directory)
+    digest = packing.digest_of(data)
+    if output is not None:
+        output.write_bytes(data)
+    if opts(ctx).json:
+        out = str(output) if output else None
+        emit_json({"digest": digest, "size": len(data), "members": len(members), "output": out})
+        return
+    where = f" -> {output}" if output else ""
+    click.echo(f"packed {len(members)} members, {len(data)} bytes{where}", err=True)
+    click.echo(digest)
+
+
+@main.command("deploy")
+@click.argument("name", shell_complete=complete_automation)
+@click.argument("directory", required=False, type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--variant",
+    "variants",
+    multiple=True,
+    metavar="NAME=DIR[:WEIGHT]",
+    help="A variant and its code (repeat); a bare DIR means the variant 'default'.",
+)
+@click.option("--experiment", "experiment_id", default=None, help="Experiment id (A/B tests).")
+@click.option("--cron", default=None, metavar="EXPR", help='Crontab, e.g. "0 9 * * 1-5".')
+@click.option("--timezone", default=None, help="IANA time zone of --cron (default UTC).")
+@click.option(
+    "--interval",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="SECONDS",
+    help="Run every SECONDS seconds.",
+)
+@click.option("--webhook", is_flag=True, help="Trigger by signed webhook.")
+@click.option("--manual", is_flag=True, help="Only on demand (the default for a new one).")
+@click.option("--entrypoint", default=None, help='Command of every variant, e.g. "python3 run.py".')
+@click.option("--env", "env", multiple=True, metavar="K=V", help="Automation env (repeat).")
+@click.option("--secret", "secret", multiple=True, metavar="K=V", help="Secret (repeat).")
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="S",
+    help="Stop a run after S seconds (timed_out).",
+)
+@global_options()
+@click.pass_context
+def deploy_cmd(
+    ctx: click.Context,
+    name: str,
+    directory: str | None,
+    variants: tuple[str, ...],
+    experiment_id: str | None,
+    cron: str | None,
+    timezone: str | None,
+    interval: int | None,
+    webhook: bool,
+    manual: bool,
+    entrypoint: str | None,
+    env: tuple[str, ...],
+    secret: tuple[str, ...],
+    timeout_s: int | None,
+) -> None:
+    """Create or update automation NAME from directories, uploading only what changed."""
+    sources = _variant_sources(directory, variants)
+    trigger = _trigger(cron, timezone, interval, webhook, manual)
+    argv = shlex.split(entrypoint) if entrypoint is not None else None
+    options = opts(ctx)
+    client = options.client(ctx)
+    err = options.err()
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    ) as progress:
+        result = deploy(
+            client,
+            name,
+            sources,
+            experiment_id=experiment_id,
+            trigger=trigger,
+            entrypoint=argv,
+            env=key_values(env, "--env"),
+            secrets=key_values(secret, "--secret"),
+            timeout_s=timeout_s,
+            events=_ProgressEvents(progress),
+        )
+    if options.json:
+        emit_json(result.automation)
+        return
+    _report_deploy(options, result)
+
+
+def _variant_sources(directory: str | None, variants: tuple[str, ...]) -> list[VariantSource]:
+    specs = ([directory] if directory else []) + list(variants)
+    if not specs:
+        raise click.UsageError("give a DIRECTORY or one or more --variant NAME=DIR[:WEIGHT]")
+    try:
+        sources = [parse_variant(s) for s in specs]
+        check_names(sources)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--variant") from None
+    for s in sources:
+        if not s.directory.is_dir():
+            raise click.BadParameter(f"{s.directory}: not a directory", param_hint="--variant")
+    return sources
+
+
+def _trigger(
+    cron: str | None, timezone: str | None, interval: int | None, webhook: bool, manual: bool
+) -> dict[str, Any] | None:
+    chosen = [
+        flag
+        for flag, on in (
+            ("--cron", cron),
+            ("--interval", interval),
+            ("--webhook", webhook),
+            ("--manual", manual),
+        )
+        if on
+    ]
+    if len(chosen) > 1:
+        raise click.UsageError(f"choose one trigger, not {' and '.join(chosen)}")
+    if timezone and not cron:
+        raise click.UsageError("--timezone goes with --cron")
+    if cron:
+        return {"type": "cron", "schedule": cron, "timezone": timezone or "UTC"}
+    if interval:
+        return {"type": "interval", "seconds": interval}
+    if webhook:
+        return {"type": "webhook"}
+    return {"type": "manual"} if manual else None
+
+
+class _ProgressEvents(DeployEvents):
+    """Deploy progress as rich bars: one per variant packed, one per upload."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._uploads: dict[str, Any] = {}
+
+    def packing(self, variant: str, total: int) -> Callable[[packing.Entry], None]:
+        task = self._progress.add_task(f"pack {variant}", total=total)
+        return lambda entry: self._progress.advance(task)
+
+    def uploading(self, variant: str, size: int) -> None:
+        self._uploads[variant] = self._progress.add_task(f"upload {variant}", total=size)
+
+    def uploaded(self, variant: str, digest: str) -> None:
+        task = self._uploads[variant]
+        total = self._progress.tasks[task].total or 0
+        self._progress.update(task, completed=total)
+
+
+def _report_deploy(options: Options, result: DeployResult) -> None:
+    auto = result.automation
+    uploaded = ", ".join(result.uploaded) or "nothing"
+    if result.created:
+        line = f"created automation {auto.name} (revision {auto.revision}); uploaded {uploaded}"
+    elif result.changed:
+        revision = (
+            f"revision {result.revision_before} -> {auto.revision}"
+            if result.new_revision
+            else f"revision {auto.revision}"
+        )
+        line = f"updated {auto.name}: {', '.join(result.changed)} ({revision}); uploaded {uploaded}"
+    else:
+        line = f"{auto.name} is up to date (revision {auto.revision}); uploaded nothing"
+    out = options.out()
+    out.print(line)
+    if auto.webhook_secret:
+        out.print(f"webhook secret (shown once, store it now): {auto.webhook_secret}")
+    out.print(render.automation_summary(auto))
+
+
+@main.command("dispatch")
+@click.argument("name", shell_complete=complete_automation)
+@click.option("--variant", default=None, help="Run this variant (forced; not in experiment stats).")
+@click.option("--key", "assignment_key", default=None, help="Sticky assignment key.")
+@click.option("--payload", default=None, help="JSON object, or @file.json.")
+@click.option("--idempotency-key", default=None, help="Repeat safely: same key, same run.")
+@click.option("--wait", is_flag=True, help="Wait for the run to end; exit 1 unless it succeeded.")
+@click.option("--timeout", type=float, default=None, help="With --wait: give up after S seconds.")
+@global_options()
+@click.pass_context
+def dispatch_cmd(
+    ctx: click.Context,
+    name: str,
+    variant: str | None,
+    assignment_key: str | None,
+    payload: str | None,
+    idempotency_key: str | None,
+    wait: bool,
+    timeout: float | None,
+) -> None:
+    """Run automation NAME now (the server picks the variant unless --variant)."""
+    body = read_payload(payload)
+    options = opts(ctx)
+    client = options.client(ctx)
+    auto = resolve(client, name)
+    run = client.dispatch(
+        auto.id,
+        payload=body,
+        variant=variant,
+        assignment_key=assignment_key,
+        idempotency_key=idempotency_key,
+    )
+    if wait:
+        with options.err().status(f"run {run.id} ({run.variant}): waiting for it to finish"):
+            try:
+                run = client.wait(run.id, timeout=timeout)
+            except errors.WaitTimeout as exc:
+                fail(f"{exc}; follow it with 'automation logs {run.id} --follow'")
+    if options.json:
+        emit_json(run)
+    elif wait:
+        options.out().print(render.run_summary(run))
+    else:
+        options.out().print(f"queued run {run.id} (variant {run.variant})")
+    if wait and run.status != "succeeded":
+        ctx.exit(1)
+
+
+@main.command("runs")
+@click.option("--automation", "automation", default=None, shell_complete=complete_automation)
+@click.option("--experiment", "experiment_id", default=None)
+@click.option("--variant", default=None)
+@click.option("--status", default=None, help="queued, running, succeeded, failed, ...")
+@click.option("--trigger", default=None, help="manual, cron, interval, webhook")
+@click.option("--since", default=None, help="RFC 3339 time (inclusive).")
+@click.option("--until", default=None, help="RFC 3339 time (exclusive).")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@global_options()
+@click.pass_context
+def runs_cmd(
+    ctx: click.Context,
+    automation: str | None,
+    experiment_id: str | None,
+    variant: str | None,
+    status: str | None,
+    trigger: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int,
+) -> None:
+    """Recent runs, newest first."""
+    options = opts(ctx)
+    client = options.client(ctx)
+    names: dict[str, str] = {}
+    automation_id = None
+    if automation:
+        auto = resolve(client, automation)
+        automation_id, names[auto.id] = auto.id, auto.name
+    found = client.runs(
+        automation_id=automation_id,
+        experiment_id=experiment_id,
+        variant=variant,
+        status=status,
+        trigger=trigger,
+        since=since,
+        until=until,
+        page_size=min(limit, 500),
+    )
+    runs = list(islice(found, limit))
+    if options.json:
+        emit_json({"items": [r.to_dict() for r in runs]})
+        return
+    options.out().print(render.runs_table(runs, _name_lookup(client, names)))
+
+
+def _name_lookup(client: Client, names: dict[str, str]) -> Callable[[str], str]:
+    def name_of(automation_id: str) -> str:
+        if automation_id not in names:
+            try:
+                names[automation_id] = client.get_automation(automation_id).name
+            except errors.NotFoundError:  # deleted: its runs stay
+                names[automation_id] = automation_id[:8] + " (deleted)"
+        return names[automation_id]
+
+    return name_of
+
+
+@main.command("list")
+@global_options()
+@click.pass_context
+def list_cmd(ctx: click.Context) -> None:
+    """Automations of the organization."""
+    options = opts(ctx)
+    automations = list(options.client(ctx).list_automations())
+    if options.json:
+        emit_json({"items": [a.to_dict() for a in automations]})
+        return
+    options.out().print(render.automations_table(automations))
+
+
+@main.command("logs")
+@click.argument("run_id")
+@click.option("--follow", "-f", is_flag=True, help="Stream until the run ends.")
+@global_options()
+@click.pass_context
+def logs_cmd(ctx: click.Context, run_id: str, follow: bool) -> None:
+    """The output (stdout and stderr) of run RUN_ID."""
+    options = opts(ctx)
+    client = options.client(ctx)
+    chunks: Iterator[str] = client.follow_logs(run_id) if follow else iter([client.logs(run_id)])
+    for chunk in chunks:
+        if options.json:
+            click.echo(json.dumps({"run_id": run_id, "log": chunk}))
+        else:
+            click.echo(chunk, nl=False)
+            sys.stdout.flush()
+
+
+@main.command("experiment")
+@click.argument("experiment_id")
+@click.option("--by-revision", is_flag=True, help="One summary per allocation period.")
+@click.option("--control", default=None, help="Compare against this variant.")
+@click.option("--include-forced", is_flag=True, help="Count runs whose variant was forced.")
+@global_options()
+@click.pass_context
+def experiment_cmd(
+    ctx: click.Context,
+    experiment_id: str,
+    by_revision: bool,
+    control: str | None,
+    include_forced: bool,
+) -> None:
+    """Per-variant results of EXPERIMENT_ID with 95% intervals."""
+    options = opts(ctx)
+    params: dict[str, Any] = {"control": control}
+    if by_revision:
+        params["by"] = "revision"
+    if include_forced:
+        params["include_forced"] = True
+    summary = options.client(ctx).experiment(experiment_id, **params)
+    if options.json:
+        emit_json(summary)
+        return
+    options.out().print(render.experiment_view(summary))
+
+
+@main.command("promote")
+@click.argument("name", shell_complete=complete_automation)
+@click.argument("variant")
+@click.option("--reason", required=True, help="Why (recorded with the decision).")
+@global_options()
+@click.pass_context
+def promote_cmd(ctx: click.Context, name: str, variant: str, reason: str) -> None:
+    """Make VARIANT the champion of automation NAME (it gets all the weight)."""
+    options = opts(ctx)
+    client = options.client(ctx)
+    auto = client.promote(resolve(client, name).id, variant, reason)
+    if options.json:
+        emit_json(auto)
+        return
+    out = options.out()
+    out.print(f"{variant} is the champion of {auto.name} (revision {auto.revision})")
+    out.print(render.automation_summary(auto))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
