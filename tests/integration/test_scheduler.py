@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -125,7 +126,7 @@ def test_concurrent_schedulers_never_fire_a_tick_twice(
     for a in autos:
         fired = ticks_of(server, a["id"])
         assert len(fired) == len(set(fired))
-        steps = {(b - a_).total_seconds() for a_, b in zip(fired, fired[1:], strict=False)}
+        steps = {(b - a_).total_seconds() for a_, b in itertools.pairwise(fired)}
         assert steps <= {1.0}, steps  # consecutive ticks: no gap, no duplicate
 
 
