@@ -9,6 +9,7 @@ from automation_server.config import Settings
 from automation_server.db.engine import Database
 from automation_server.dispatch.service import Dispatcher
 from automation_server.dispatch.webhooks import WebhookService
+from automation_server.experiments.service import ExperimentService
 from automation_server.queue.manager import RunQueue
 from automation_server.queue.notify import Notifier, PostgresListener
 from automation_server.runs.service import RunService
@@ -33,6 +34,7 @@ class Services:
     dispatcher: Dispatcher
     runs: RunService
     webhooks: WebhookService
+    experiments: ExperimentService
     listener: PostgresListener | None = None
 
     def start_listener(self) -> None:
@@ -74,10 +76,11 @@ def build_services(settings: Settings, *, store: BlobStore | None = None) -> Ser
         box=box,
         blobs=blobs,
         auth=Authenticator(db),
-        automations=AutomationService(db, blobs, box, settings, notifier),
+        automations=AutomationService(db, blobs, box, settings, notifier, queue),
         notifier=notifier,
         queue=queue,
         dispatcher=dispatcher,
         runs=RunService(db, queue, store),
         webhooks=WebhookService(db, dispatcher, box),
+        experiments=ExperimentService(db),
     )

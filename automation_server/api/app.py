@@ -6,7 +6,15 @@ from litestar import Litestar, Router
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
-from automation_server.api import automations, health, hooks, runs, uploads, workers
+from automation_server.api import (
+    automations,
+    experiments,
+    health,
+    hooks,
+    runs,
+    uploads,
+    workers,
+)
 from automation_server.api.auth import provide_caller
 from automation_server.api.errors import EXCEPTION_HANDLERS
 from automation_server.services import Services
@@ -22,6 +30,7 @@ def create_app(services: Services) -> Litestar:
         route_handlers=[
             automations.AutomationController,
             runs.RunController,
+            experiments.ExperimentController,
             runs.dispatch,
             workers.list_workers,
         ],

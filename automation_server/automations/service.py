@@ -15,7 +15,7 @@ from typing import Any
 
 from msgspec import UNSET
 from msgspec.structs import replace as struct_replace
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -34,10 +34,11 @@ from automation_server.automations.schemas import (
 from automation_server.automations.views import automation_out, revision_out
 from automation_server.config import Settings
 from automation_server.db.engine import Database
-from automation_server.db.models import Automation, AutomationSecret, Revision, Run, Variant
+from automation_server.db.models import Automation, AutomationSecret, Revision, Variant
 from automation_server.errors import Conflict, Invalid, NotFound
 from automation_server.ids import new_id, utcnow
 from automation_server.pagination import after_cursor, check_limit, encode_cursor
+from automation_server.queue.manager import RunQueue
 from automation_server.queue.notify import Notifier
 from automation_server.security.accounts import Caller
 from automation_server.security.crypto import SecretBox
@@ -95,9 +96,11 @@ class AutomationService:
         box: SecretBox,
         settings: Settings,
         notifier: Notifier,
+        queue: RunQueue,
     ) -> None:
         self._db = db
         self._notifier = notifier
+        self._queue = queue
         self._blobs = blobs
         self._box = box
         self._settings = settings
@@ -448,11 +451,7 @@ class AutomationService:
             row.enabled = False
             row.next_run_at = None
             row.updated_at = now
-            session.execute(
-                update(Run)
-                .where(Run.automation_id == row.id, Run.status == "queued")
-                .values(status="cancelled", error="automation deleted", finished_at=now)
-            )
+            self._queue.cancel_queued(session, row.id, "automation deleted")
             self._notifier.schedules_changed(session)
 
     def rotate_webhook_secret(self, caller: Caller, automation_id: str) -> AutomationOut:

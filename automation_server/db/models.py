@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -289,3 +290,78 @@ class WebhookDelivery(Base):
     delivery_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     run_id: Mapped[str] = mapped_column(ID)
     created_at: Mapped[datetime]
+
+
+class ExperimentRollup(Base):
+    """Sufficient statistics per (experiment, automation, revision, variant, method),
+    kept current in the transactions that queue and finish runs, so summaries read
+    a handful of rows instead of every run."""
+
+    __tablename__ = "experiment_rollups"
+
+    org_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    experiment_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    automation_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer, primary_key=True)
+    variant: Mapped[str] = mapped_column(String(63), primary_key=True)
+    method: Mapped[str] = mapped_column(String(16), primary_key=True)
+    assigned: Mapped[int] = mapped_column(BigInteger, default=0)
+    succeeded: Mapped[int] = mapped_column(BigInteger, default=0)
+    failed: Mapped[int] = mapped_column(BigInteger, default=0)
+    timed_out: Mapped[int] = mapped_column(BigInteger, default=0)
+    cancelled: Mapped[int] = mapped_column(BigInteger, default=0)
+    skipped: Mapped[int] = mapped_column(BigInteger, default=0)
+    duration_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    duration_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    duration_sum_sq: Mapped[float] = mapped_column(Float, default=0.0)
+    first_at: Mapped[datetime | None]
+    last_at: Mapped[datetime | None]
+
+
+class ExperimentMetricRollup(Base):
+    """Count, sum and sum of squares of one reported metric, same grouping."""
+
+    __tablename__ = "experiment_metric_rollups"
+
+    org_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    experiment_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    automation_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer, primary_key=True)
+    variant: Mapped[str] = mapped_column(String(63), primary_key=True)
+    method: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+    sum: Mapped[float] = mapped_column(Float, default=0.0)
+    sum_sq: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class ExperimentDurationBucket(Base):
+    """Run durations as a mergeable log-bucket sketch (see experiments/sketch.py)."""
+
+    __tablename__ = "experiment_duration_buckets"
+
+    org_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    experiment_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    automation_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer, primary_key=True)
+    variant: Mapped[str] = mapped_column(String(63), primary_key=True)
+    method: Mapped[str] = mapped_column(String(16), primary_key=True)
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class RunMetric(Base):
+    """One metric of one finished run: time series read this table, not run JSON."""
+
+    __tablename__ = "run_metrics"
+    __table_args__ = (
+        Index("ix_run_metrics_series", "org_id", "experiment_id", "name", "created_at"),
+    )
+
+    run_id: Mapped[str] = mapped_column(ID, ForeignKey("runs.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    org_id: Mapped[str] = mapped_column(ID)
+    experiment_id: Mapped[str | None] = mapped_column(String(200))
+    variant: Mapped[str] = mapped_column(String(63))
+    created_at: Mapped[datetime]
+    value: Mapped[float] = mapped_column(Float)

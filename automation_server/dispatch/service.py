@@ -20,6 +20,7 @@ from automation_server.db.engine import Database
 from automation_server.db.models import Automation, Revision, Run
 from automation_server.dispatch.assignment import choose_variant
 from automation_server.errors import Conflict, NotFound, TooLarge
+from automation_server.experiments.rollups import record_assignment
 from automation_server.ids import new_id, utcnow
 from automation_server.logging import get_logger
 from automation_server.queue.manager import RunQueue
@@ -194,6 +195,7 @@ class Dispatcher:
             log_truncated=False,
         )
         self._queue.insert(session, run)
+        record_assignment(session, run)
         log.info(
             "run.queued" if not skipped else "run.skipped",
             run_id=run.id,

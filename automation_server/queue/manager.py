@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from automation_server.db.engine import Database
 from automation_server.db.models import Automation, Run
 from automation_server.errors import Conflict, NotFound
+from automation_server.experiments.rollups import record_finish
 from automation_server.ids import to_rfc3339, utcnow
 from automation_server.logging import get_logger
 from automation_server.queue.notify import Notifier
@@ -238,9 +239,11 @@ class RunQueue:
         run.error = None
 
     def _complete(self, session: Session, run: Run, status: str, now: datetime) -> None:
+        """The run's final state: counted in its experiment's rollups exactly here."""
         run.status = status
         run.finished_at = run.finished_at or now
         run.lease_owner = run.lease_expires_at = None
+        record_finish(session, run)
         session.execute(
             update(Automation)
             .where(Automation.id == run.automation_id)
@@ -266,6 +269,19 @@ class RunQueue:
             return bool(result.rowcount)  # type: ignore[attr-defined]
 
     # ---- cancel and reap -------------------------------------------------------
+
+    def cancel_queued(self, session: Session, automation_id: str, reason: str) -> int:
+        """Cancel every queued run of an automation (it was deleted), in the caller's txn."""
+        now = utcnow()
+        runs = session.scalars(
+            select(Run)
+            .where(Run.automation_id == automation_id, Run.status == "queued")
+            .with_for_update()
+        ).all()
+        for run in runs:
+            run.error = reason
+            self._complete(session, run, "cancelled", now)
+        return len(runs)
 
     def cancel(self, org_id: str, run_id: str) -> Run:
         """Cancel a queued run at once, or ask the worker of a running one to stop it."""

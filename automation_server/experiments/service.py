@@ -1,0 +1,551 @@
+"""Experiment summaries and time series, computed from rollups with SQL aggregation.
+
+The summary reads ``experiment_rollups`` and friends (a few rows per variant and
+revision, whatever the number of runs) and hands the sums to ``stats.py``;
+nothing here loops over runs. Every formula and its source is in ``stats.py``
+and the README.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Integer, cast, func, literal, select
+from sqlalchemy.orm import Session
+
+from automation_server.db.engine import Database
+from automation_server.db.models import (
+    Automation,
+    ExperimentDurationBucket,
+    ExperimentMetricRollup,
+    ExperimentRollup,
+    Revision,
+    Run,
+    RunMetric,
+)
+from automation_server.errors import BadRequest, Invalid, NotFound
+from automation_server.experiments import stats
+from automation_server.experiments.sketch import quantile
+from automation_server.ids import to_rfc3339, utcnow
+from automation_server.runs.service import parse_time
+from automation_server.security.accounts import Caller
+
+ALPHA = 0.05
+BUCKETS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "6h": 21_600, "1d": 86_400}
+MAX_POINTS = 2000
+COUNTS = (
+    "assigned",
+    "succeeded",
+    "failed",
+    "timed_out",
+    "cancelled",
+    "skipped",
+    "duration_count",
+    "duration_sum",
+    "duration_sum_sq",
+)
+
+GroupKey = tuple[int | None, str]  # (revision or None, variant)
+
+
+def _methods(include_forced: bool) -> tuple[str, ...]:
+    return ("random", "sticky", "forced") if include_forced else ("random", "sticky")
+
+
+class ExperimentService:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    # ---- list -------------------------------------------------------------------
+
+    def list_all(self, caller: Caller) -> dict[str, Any]:
+        r = ExperimentRollup
+        query = (
+            select(
+                r.experiment_id,
+                func.sum(r.assigned),
+                func.sum(r.succeeded + r.failed + r.timed_out + r.cancelled + r.skipped),
+                func.min(r.first_at),
+                func.max(r.last_at),
+                func.count(func.distinct(r.variant)),
+            )
+            .where(r.org_id == caller.org_id)
+            .group_by(r.experiment_id)
+            .order_by(func.max(r.last_at).desc())
+        )
+        with self._db.read() as session:
+            rows = session.execute(query).all()
+            automations = self._automations_by_experiment(session, caller)
+        return {
+            "items": [
+                {
+                    "experiment_id": e,
+                    "runs": int(assigned or 0),
+                    "runs_finished": int(done or 0),
+                    "variants": int(variants),
+                    "first_run_at": to_rfc3339(first),
+                    "last_activity_at": to_rfc3339(last),
+                    "automation_ids": automations.get(e, []),
+                }
+                for e, assigned, done, first, last, variants in rows
+            ]
+        }
+
+    def _automations_by_experiment(self, session: Session, caller: Caller) -> dict[str, list[str]]:
+        pairs = session.execute(
+            select(ExperimentRollup.experiment_id, ExperimentRollup.automation_id)
+            .distinct()
+            .where(ExperimentRollup.org_id == caller.org_id)
+        ).all()
+        out: dict[str, list[str]] = defaultdict(list)
+        for experiment_id, automation_id in pairs:
+            out[experiment_id].append(automation_id)
+        return {k: sorted(v) for k, v in out.items()}
+
+    # ---- summary ------------------------------------------------------------------
+
+    def summary(
+        self,
+        caller: Caller,
+        experiment_id: str,
+        *,
+        by: str = "variant",
+        control: str | None = None,
+        include_forced: bool = False,
+    ) -> dict[str, Any]:
+        if by not in ("variant", "revision"):
+            raise BadRequest("by: must be 'variant' or 'revision'", field="by", code="invalid_by")
+        methods = _methods(include_forced)
+        with self._db.read() as session:
+            groups = self._group_rows(session, caller, experiment_id, by, methods)
+            if not groups:
+                raise NotFound(f"no experiment '{experiment_id}' with runs in this organization")
+            order = self._variant_order(session, caller, experiment_id)
+            metrics = self._metric_rows(session, caller, experiment_id, by, methods)
+            durations = self._duration_rows(session, caller, experiment_id, by, methods)
+            srm = self._srm(session, caller, experiment_id)
+        names = sorted({v for _, v in groups}, key=lambda v: (order.get(v, len(order)), v))
+        control = control or names[0]
+        if control not in names:
+            raise Invalid(
+                f"control: no variant '{control}' in experiment '{experiment_id}'",
+                field="control",
+                code="unknown_variant",
+            )
+        items = self._items(groups, metrics, durations, names, control, by)
+        return {
+            "experiment_id": experiment_id,
+            "by": by,
+            "control": control,
+            "include_forced": include_forced,
+            "variants": items,
+            "srm": srm,
+            "srm_flagged": any(s["flagged"] for s in srm),
+            "always_valid": {
+                "method": "mixture sequential probability ratio test (normal mixture)",
+                "alpha": ALPHA,
+                "confidence": 1 - ALPHA,
+                "tuning": "per comparison: tau2 = r*(alpha) * 2 * pooled variance / 100, "
+                "narrowest at 100 runs per variant; each comparison states its tau2",
+            },
+        }
+
+    def _group_col(self, model: Any, by: str) -> list[Any]:
+        return [model.revision, model.variant] if by == "revision" else [model.variant]
+
+    def _scope(
+        self, model: Any, caller: Caller, experiment_id: str, methods: Sequence[str]
+    ) -> list[ColumnElement[bool]]:
+        return [
+            model.org_id == caller.org_id,
+            model.experiment_id == experiment_id,
+            model.method.in_(methods),
+        ]
+
+    def _group_rows(
+        self, session: Session, caller: Caller, experiment_id: str, by: str, methods: Sequence[str]
+    ) -> dict[GroupKey, dict[str, float]]:
+        r = ExperimentRollup
+        cols = self._group_col(r, by)
+        rows = session.execute(
+            select(*cols, *(func.sum(getattr(r, c)) for c in COUNTS))
+            .where(*self._scope(r, caller, experiment_id, methods))
+            .group_by(*cols)
+        ).all()
+        return {
+            _key(row, by): dict(zip(COUNTS, (float(x or 0) for x in row[len(cols) :]), strict=True))
+            for row in rows
+        }
+
+    def _metric_rows(
+        self, session: Session, caller: Caller, experiment_id: str, by: str, methods: Sequence[str]
+    ) -> dict[GroupKey, dict[str, stats.MeanStats]]:
+        m = ExperimentMetricRollup
+        cols = self._group_col(m, by)
+        rows = session.execute(
+            select(*cols, m.name, func.sum(m.count), func.sum(m.sum), func.sum(m.sum_sq))
+            .where(*self._scope(m, caller, experiment_id, methods))
+            .group_by(*cols, m.name)
+        ).all()
+        out: dict[GroupKey, dict[str, stats.MeanStats]] = defaultdict(dict)
+        for row in rows:
+            name, count, total, total_sq = row[len(cols) :]
+            out[_key(row, by)][name] = stats.MeanStats(int(count), float(total), float(total_sq))
+        return out
+
+    def _duration_rows(
+        self, session: Session, caller: Caller, experiment_id: str, by: str, methods: Sequence[str]
+    ) -> dict[GroupKey, dict[int, int]]:
+        d = ExperimentDurationBucket
+        cols = self._group_col(d, by)
+        rows = session.execute(
+            select(*cols, d.bucket, func.sum(d.count))
+            .where(*self._scope(d, caller, experiment_id, methods))
+            .group_by(*cols, d.bucket)
+        ).all()
+        out: dict[GroupKey, dict[int, int]] = defaultdict(dict)
+        for row in rows:
+            bucket, count = row[len(cols) :]
+            out[_key(row, by)][int(bucket)] = int(count)
+        return out
+
+    def _variant_order(
+        self, session: Session, caller: Caller, experiment_id: str
+    ) -> dict[str, int]:
+        """Variants in the order of the experiment's newest revision (the first is the control)."""
+        latest = session.execute(
+            select(Revision.variants)
+            .join(Automation, Automation.id == Revision.automation_id)
+            .where(Automation.org_id == caller.org_id, Revision.experiment_id == experiment_id)
+            .order_by(Revision.created_at.desc())
+            .limit(1)
+        ).scalar()
+        return {v["name"]: i for i, v in enumerate(latest or [])}
+
+    def _srm(self, session: Session, caller: Caller, experiment_id: str) -> list[dict[str, Any]]:
+        """Chi-square of randomly assigned runs against the weights, per revision."""
+        r = ExperimentRollup
+        rows = session.execute(
+            select(r.automation_id, r.revision, r.variant, func.sum(r.assigned))
+            .where(*self._scope(r, caller, experiment_id, ("random",)))
+            .group_by(r.automation_id, r.revision, r.variant)
+        ).all()
+        observed: dict[tuple[str, int], dict[str, int]] = defaultdict(dict)
+        for automation_id, revision, variant, count in rows:
+            observed[(automation_id, revision)][variant] = int(count)
+        out = []
+        for (automation_id, number), counts in sorted(observed.items()):
+            rev = session.get(Revision, (automation_id, number))
+            weights = {v["name"]: int(v["weight"]) for v in (rev.variants if rev else [])}
+            names = list(weights) + [v for v in counts if v not in weights]
+            result = stats.srm_check(
+                [counts.get(v, 0) for v in names], [weights.get(v, 0) for v in names]
+            )
+            out.append(
+                {
+                    "automation_id": automation_id,
+                    "revision": number,
+                    "observed": {v: counts.get(v, 0) for v in names},
+                    "weights": weights,
+                    **result.to_json(),
+                }
+            )
+        return out
+
+    def _items(
+        self,
+        groups: dict[GroupKey, dict[str, float]],
+        metrics: dict[GroupKey, dict[str, stats.MeanStats]],
+        durations: dict[GroupKey, dict[int, int]],
+        names: list[str],
+        control: str,
+        by: str,
+    ) -> list[dict[str, Any]]:
+        revisions = sorted({rev for rev, _ in groups}, key=lambda r: r or 0)
+        items = []
+        for revision in revisions:
+            base = (revision, control)
+            for name in names:
+                key = (revision, name)
+                if key not in groups:
+                    continue
+                item = _variant_item(
+                    key, groups[key], metrics.get(key, {}), durations.get(key, {}), by
+                )
+                if name != control and base in groups:
+                    item["vs_control"] = _comparison(
+                        groups[base], groups[key], metrics.get(base, {}), metrics.get(key, {})
+                    )
+                items.append(item)
+        return items
+
+    # ---- time series ---------------------------------------------------------------
+
+    def timeseries(
+        self,
+        caller: Caller,
+        experiment_id: str,
+        *,
+        metric: str | None,
+        bucket: str,
+        since: str | None,
+        until: str | None,
+        include_forced: bool = False,
+    ) -> dict[str, Any]:
+        if bucket not in BUCKETS:
+            raise BadRequest(
+                f"bucket: must be one of {', '.join(BUCKETS)}",
+                field="bucket",
+                code="invalid_bucket",
+            )
+        step = BUCKETS[bucket]
+        methods = _methods(include_forced)
+        with self._db.read() as session:
+            start, end = self._window(session, caller, experiment_id, step, since, until)
+            dialect = session.get_bind().dialect.name
+            runs = self._run_buckets(
+                session, caller, experiment_id, methods, start, end, step, dialect
+            )
+            values = (
+                self._metric_buckets(
+                    session, caller, experiment_id, methods, metric, start, end, step, dialect
+                )
+                if metric
+                else {}
+            )
+            order = self._variant_order(session, caller, experiment_id)
+        variants = sorted(
+            {v for v, _ in runs} | {v for v, _ in values},
+            key=lambda v: (order.get(v, len(order)), v),
+        )
+        points = range(int(start.timestamp()), int(end.timestamp()), step)
+        return {
+            "experiment_id": experiment_id,
+            "bucket": bucket,
+            "metric": metric,
+            "since": to_rfc3339(start),
+            "until": to_rfc3339(end),
+            "series": [
+                {
+                    "variant": v,
+                    "points": [_point(t, runs.get((v, t)), values.get((v, t))) for t in points],
+                }
+                for v in variants
+            ],
+        }
+
+    def _window(
+        self,
+        session: Session,
+        caller: Caller,
+        experiment_id: str,
+        step: int,
+        since: str | None,
+        until: str | None,
+    ) -> tuple[datetime, datetime]:
+        r = ExperimentRollup
+        first, last = session.execute(
+            select(func.min(r.first_at), func.max(r.last_at)).where(
+                r.org_id == caller.org_id, r.experiment_id == experiment_id
+            )
+        ).one()
+        if first is None:
+            raise NotFound(f"no experiment '{experiment_id}' with runs in this organization")
+        start = parse_time(since, "since") or first
+        end = parse_time(until, "until") or max(last or first, utcnow())
+        start, end = _floor(start, step), _floor(end, step) + timedelta(seconds=step)
+        if (end - start).total_seconds() / step > MAX_POINTS:
+            if since and until:
+                raise BadRequest(
+                    f"more than {MAX_POINTS} buckets: choose a larger bucket or a "
+                    "shorter since/until range",
+                    field="bucket",
+                    code="too_many_buckets",
+                )
+            start = end - timedelta(seconds=step * MAX_POINTS)
+        return start, end
+
+    def _run_buckets(
+        self,
+        session: Session,
+        caller: Caller,
+        experiment_id: str,
+        methods: Sequence[str],
+        start: datetime,
+        end: datetime,
+        step: int,
+        dialect: str,
+    ) -> dict[tuple[str, int], tuple[int, int, int]]:
+        t = _bucket_expr(Run.created_at, step, dialect)
+        ok = func.sum(cast(Run.status == "succeeded", Integer))
+        done = func.sum(cast(Run.status.in_(("succeeded", "failed", "timed_out")), Integer))
+        rows = session.execute(
+            select(Run.variant, t, func.count(), ok, done)
+            .where(
+                Run.org_id == caller.org_id,
+                Run.experiment_id == experiment_id,
+                Run.assignment_method.in_(methods),
+                Run.created_at >= start,
+                Run.created_at < end,
+            )
+            .group_by(Run.variant, t)
+        ).all()
+        return {(v, int(b)): (int(n), int(s or 0), int(d or 0)) for v, b, n, s, d in rows}
+
+    def _metric_buckets(
+        self,
+        session: Session,
+        caller: Caller,
+        experiment_id: str,
+        methods: Sequence[str],
+        metric: str | None,
+        start: datetime,
+        end: datetime,
+        step: int,
+        dialect: str,
+    ) -> dict[tuple[str, int], tuple[int, float]]:
+        t = _bucket_expr(RunMetric.created_at, step, dialect)
+        rows = session.execute(
+            select(RunMetric.variant, t, func.count(), func.avg(RunMetric.value))
+            .join(Run, Run.id == RunMetric.run_id)
+            .where(
+                RunMetric.org_id == caller.org_id,
+                RunMetric.experiment_id == experiment_id,
+                RunMetric.name == metric,
+                Run.assignment_method.in_(methods),
+                RunMetric.created_at >= start,
+                RunMetric.created_at < end,
+            )
+            .group_by(RunMetric.variant, t)
+        ).all()
+        return {(v, int(b)): (int(n), float(avg)) for v, b, n, avg in rows}
+
+
+# ---- helpers ---------------------------------------------------------------------
+
+
+def _key(row: Any, by: str) -> GroupKey:
+    return (int(row[0]), str(row[1])) if by == "revision" else (None, str(row[0]))
+
+
+def _variant_item(
+    key: GroupKey,
+    g: dict[str, float],
+    metrics: dict[str, stats.MeanStats],
+    durations: dict[int, int],
+    by: str,
+) -> dict[str, Any]:
+    finished = {s: int(g[s]) for s in ("succeeded", "failed", "timed_out", "cancelled", "skipped")}
+    trials = finished["succeeded"] + finished["failed"] + finished["timed_out"]
+    wilson = stats.wilson_interval(finished["succeeded"], trials)
+    item: dict[str, Any] = {"variant": key[1]}
+    if by == "revision":
+        item["revision"] = key[0]
+    item.update(
+        {
+            "runs_assigned": int(g["assigned"]),
+            "runs_finished": finished,
+            "success_rate": {
+                "estimate": finished["succeeded"] / trials if trials else None,
+                "interval": list(wilson) if wilson else None,
+                "successes": finished["succeeded"],
+                "trials": trials,
+                "method": "wilson",
+            },
+            "duration_ms": {
+                "count": int(g["duration_count"]),
+                "p50": quantile(durations, 0.5),
+                "p95": quantile(durations, 0.95),
+                "mean": g["duration_sum"] / g["duration_count"] if g["duration_count"] else None,
+            },
+            "metrics": {name: _metric_item(m) for name, m in sorted(metrics.items())},
+            "vs_control": None,
+        }
+    )
+    return item
+
+
+def _metric_item(m: stats.MeanStats) -> dict[str, Any]:
+    interval = stats.t_interval(m)
+    return {
+        "count": m.count,
+        "mean": m.mean,
+        "interval": list(interval) if interval else None,
+        "method": "student-t",
+    }
+
+
+def _rates(g: dict[str, float]) -> tuple[int, int]:
+    trials = int(g["succeeded"] + g["failed"] + g["timed_out"])
+    return int(g["succeeded"]), trials
+
+
+def _comparison(
+    base: dict[str, float],
+    other: dict[str, float],
+    base_metrics: dict[str, stats.MeanStats],
+    metrics: dict[str, stats.MeanStats],
+) -> dict[str, Any]:
+    s_c, n_c = _rates(base)
+    s_v, n_v = _rates(other)
+    rate = _compare(
+        stats.MeanStats.from_successes(s_c, n_c), stats.MeanStats.from_successes(s_v, n_v)
+    )
+    rate["prob_better"] = stats.prob_beats_control_rate(s_c, n_c, s_v, n_v) if n_c and n_v else None
+    rate["prob_better_method"] = "beta(1,1) posteriors"
+    out: dict[str, Any] = {"success_rate": rate, "metrics": {}}
+    for name in sorted(set(metrics) & set(base_metrics)):
+        cmp = _compare(base_metrics[name], metrics[name])
+        cmp["prob_better"] = stats.prob_beats_control_mean(base_metrics[name], metrics[name])
+        cmp["prob_better_method"] = "normal approximation"
+        out["metrics"][name] = cmp
+    return out
+
+
+def _compare(a: stats.MeanStats, b: stats.MeanStats) -> dict[str, Any]:
+    """Welch difference (b - a) and its always-valid mSPRT interval."""
+    diff = stats.welch_diff(a, b)
+    if diff is None:
+        point = b.mean - a.mean if a.mean is not None and b.mean is not None else None
+        return {
+            "difference": {"estimate": point, "interval": None, "method": "welch"},
+            "always_valid": None,
+        }
+    tuning = stats.default_tau2(a, b, alpha=ALPHA)
+    always: dict[str, Any] | None = None
+    if tuning is not None:
+        low, high = stats.msprt_interval(
+            diff.estimate, diff.std_error**2, tau2=tuning.tau2, alpha=ALPHA
+        )
+        always = {"interval": [low, high], **tuning.to_json()}
+    return {"difference": diff.to_json(), "always_valid": always}
+
+
+def _floor(value: datetime, step: int) -> datetime:
+    seconds = int(value.timestamp()) // step * step
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def _bucket_expr(column: Any, step: int, dialect: str) -> Any:
+    """Seconds since the epoch of the UTC-aligned bucket start, in SQL."""
+    if dialect == "postgresql":
+        return cast(func.floor(func.extract("epoch", column) / step), Integer) * step
+    epoch = cast(func.strftime("%s", column), Integer)
+    return (epoch // literal(step, Integer)) * literal(step, Integer)
+
+
+def _point(
+    t: int, run: tuple[int, int, int] | None, metric: tuple[int, float] | None
+) -> dict[str, Any]:
+    count, ok, done = run or (0, 0, 0)
+    return {
+        "t": to_rfc3339(datetime.fromtimestamp(t, tz=UTC)),
+        "count": count,
+        "finished": done,
+        "success_rate": ok / done if done else None,
+        "metric_count": metric[0] if metric else 0,
+        "metric_mean": metric[1] if metric else None,
+    }
