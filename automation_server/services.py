@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from automation_server.automations.lifecycle import VariantLifecycle
 from automation_server.automations.service import AutomationService
 from automation_server.config import Settings
 from automation_server.db.engine import Database
@@ -35,6 +36,7 @@ class Services:
     runs: RunService
     webhooks: WebhookService
     experiments: ExperimentService
+    lifecycle: VariantLifecycle
     listener: PostgresListener | None = None
 
     def start_listener(self) -> None:
@@ -69,6 +71,8 @@ def build_services(settings: Settings, *, store: BlobStore | None = None) -> Ser
     notifier = Notifier(postgres=not db.is_sqlite)
     queue = RunQueue(db, notifier)
     dispatcher = Dispatcher(db, queue, max_payload_bytes=settings.uploads.max_payload_bytes)
+    automations = AutomationService(db, blobs, box, settings, notifier, queue)
+    experiments = ExperimentService(db)
     return Services(
         settings=settings,
         db=db,
@@ -76,11 +80,12 @@ def build_services(settings: Settings, *, store: BlobStore | None = None) -> Ser
         box=box,
         blobs=blobs,
         auth=Authenticator(db),
-        automations=AutomationService(db, blobs, box, settings, notifier, queue),
+        automations=automations,
         notifier=notifier,
         queue=queue,
         dispatcher=dispatcher,
         runs=RunService(db, queue, store),
         webhooks=WebhookService(db, dispatcher, box),
-        experiments=ExperimentService(db),
+        experiments=experiments,
+        lifecycle=VariantLifecycle(db, blobs, automations, experiments),
     )

@@ -131,6 +131,7 @@ class AutomationPatch(Strict):
     experiment_id: str | UnsetType | None = UNSET
     variants: Annotated[list[VariantPatch], Meta(min_length=1, max_length=20)] | UnsetType = UNSET
     weights: dict[str, Weight] | UnsetType = UNSET
+    champion: VariantName | UnsetType | None = UNSET
     enabled: bool | UnsetType = UNSET
     timeout_s: Annotated[int, Meta(ge=1)] | UnsetType = UNSET
     network: Network | UnsetType = UNSET
@@ -217,3 +218,39 @@ def to_builtins(value: Struct) -> dict[str, Any]:
     """A request struct as plain JSON-able data (what the database stores)."""
     result: dict[str, Any] = msgspec.to_builtins(value)
     return result
+
+
+class CloneOverrides(Strict):
+    """Fields of the clone that replace the source's value whole."""
+
+    env: EnvMap | UnsetType = UNSET
+    entrypoint: Entrypoint | UnsetType = UNSET
+    description: Annotated[str, Meta(max_length=10_000)] | UnsetType = UNSET
+    tarball: Annotated[str, Meta(min_length=1, max_length=2048)] | UnsetType = UNSET
+
+
+class CloneRequest(Strict):
+    name: VariantName
+    weight: Weight = 0
+    overrides: CloneOverrides = field(default_factory=CloneOverrides)
+
+
+class PromoteRequest(Strict):
+    variant: VariantName
+    reason: Annotated[str, Meta(max_length=2000)] = ""
+
+
+class DecisionOut(Struct):
+    id: str
+    kind: str
+    variant: str
+    reason: str
+    automatic: bool
+    actor: str
+    revision: int
+    summary: dict[str, Any] | None
+    created_at: str
+
+
+class DecisionPage(Struct):
+    items: list[DecisionOut]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets as pysecrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from msgspec import UNSET
@@ -31,10 +31,21 @@ from automation_server.automations.schemas import (
     VariantSpec,
     to_builtins,
 )
+from automation_server.automations.store import (
+    VariantDraft,
+    add_revision,
+    draft_of,
+    live_drafts,
+    live_variants,
+    load_automation,
+    new_revision,
+    revision_experiment,
+    write_variants,
+)
 from automation_server.automations.views import automation_out, revision_out
 from automation_server.config import Settings
 from automation_server.db.engine import Database
-from automation_server.db.models import Automation, AutomationSecret, Revision, Variant
+from automation_server.db.models import Automation, AutomationSecret, Revision
 from automation_server.errors import Conflict, Invalid, NotFound
 from automation_server.ids import new_id, utcnow
 from automation_server.pagination import after_cursor, check_limit, encode_cursor
@@ -45,43 +56,6 @@ from automation_server.security.crypto import SecretBox
 from automation_server.storage.blobs import BlobService
 
 DEFAULT_ENTRYPOINT = ["python3", "main.py"]
-
-
-@dataclass(frozen=True)
-class VariantDraft:
-    """A variant as it will be stored: tarball pinned to a digest."""
-
-    name: str
-    weight: int
-    digest: str
-    entrypoint: list[str]
-    env: dict[str, str]
-    description: str
-    source: dict[str, Any]
-
-    def snapshot(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "weight": self.weight,
-            "tarball": f"blob:{self.digest}",
-            "digest": self.digest,
-            "entrypoint": self.entrypoint,
-            "env": self.env,
-            "description": self.description,
-            "source": self.source,
-        }
-
-
-def draft_of(row: Variant) -> VariantDraft:
-    return VariantDraft(
-        row.name,
-        row.weight,
-        row.tarball_digest,
-        list(row.entrypoint),
-        dict(row.env),
-        row.description,
-        dict(row.source),
-    )
 
 
 def new_webhook_secret() -> str:
@@ -160,8 +134,8 @@ class AutomationService:
             with self._db.write() as session:
                 session.add(row)
                 session.flush()
-                self._write_variants(session, row.id, drafts, [])
-                self._add_revision(session, row, drafts, caller.actor, "created")
+                write_variants(session, row.id, drafts, None)
+                add_revision(session, row, drafts, caller.actor, "created")
                 self._set_secrets(session, row.id, dict(body.secrets))
                 self._notifier.schedules_changed(session)
         except IntegrityError as exc:
@@ -244,12 +218,12 @@ class AutomationService:
 
     def get(self, caller: Caller, automation_id: str) -> AutomationOut:
         with self._db.read() as session:
-            row = self._load(session, caller, automation_id)
+            row = load_automation(session, caller.org_id, automation_id)
             return automation_out(session, row)
 
     def get_row(self, caller: Caller, automation_id: str) -> Automation:
         with self._db.read() as session:
-            return self._load(session, caller, automation_id)
+            return load_automation(session, caller.org_id, automation_id)
 
     def list_page(
         self, caller: Caller, *, name: str | None, limit: int, cursor: str | None
@@ -276,7 +250,7 @@ class AutomationService:
 
     def revisions(self, caller: Caller, automation_id: str) -> RevisionPage:
         with self._db.read() as session:
-            self._load(session, caller, automation_id, include_deleted=True)
+            load_automation(session, caller.org_id, automation_id, include_deleted=True)
             rows = session.scalars(
                 select(Revision)
                 .where(Revision.automation_id == automation_id)
@@ -286,7 +260,7 @@ class AutomationService:
 
     def revision(self, caller: Caller, automation_id: str, number: int) -> RevisionOut:
         with self._db.read() as session:
-            self._load(session, caller, automation_id, include_deleted=True)
+            load_automation(session, caller.org_id, automation_id, include_deleted=True)
             row = session.get(Revision, (automation_id, number))
             if row is None:
                 raise NotFound(f"automation {automation_id} has no revision {number}")
@@ -297,7 +271,7 @@ class AutomationService:
     def update(self, caller: Caller, automation_id: str, patch: AutomationPatch) -> AutomationOut:
         current = self.get_row(caller, automation_id)
         with self._db.read() as session:
-            live = _live_variants(session, automation_id)
+            live = live_variants(session, automation_id)
         drafts = self._patched_variants(caller, [draft_of(v) for v in live], patch)
         experiment_id = (
             current.experiment_id if patch.experiment_id is UNSET else patch.experiment_id
@@ -307,18 +281,25 @@ class AutomationService:
         self._check_common(
             experiment_id, [d.name for d in drafts], [d.weight for d in drafts], env, secrets
         )
+        if patch.champion not in (UNSET, None) and patch.champion not in {d.name for d in drafts}:
+            raise Invalid(
+                f"champion: unknown variant '{patch.champion}'",
+                field="champion",
+                code="unknown_variant",
+            )
         changes = self._scalar_changes(patch)
         try:
             with self._db.write() as session:
-                row = self._load(session, caller, automation_id, lock=True)
+                row = load_automation(session, caller.org_id, automation_id, lock=True)
                 self._apply(row, changes, experiment_id, env)
-                old = [draft_of(v) for v in _live_variants(session, automation_id)]
-                if row.champion and row.champion not in {d.name for d in drafts}:
-                    row.champion = None
-                if drafts != old or experiment_id != _revision_experiment(session, row):
-                    self._write_variants(session, row.id, drafts, old, champion=row.champion)
-                    row.revision += 1
-                    self._add_revision(session, row, drafts, caller.actor, "updated")
+                old = live_drafts(session, automation_id)
+                champion = row.champion if patch.champion is UNSET else patch.champion
+                if champion not in {d.name for d in drafts}:
+                    champion = None  # the champion was deleted
+                changed = drafts != old or experiment_id != revision_experiment(session, row)
+                if changed or champion != row.champion:
+                    row.champion = champion
+                    new_revision(session, row, drafts, caller.actor, "updated")
                 if patch.secrets is not UNSET:
                     self._set_secrets(session, row.id, secrets)
                 row.updated_at = utcnow()
@@ -446,7 +427,7 @@ class AutomationService:
         """Soft delete: the automation disappears, its runs and revisions stay queryable."""
         now = utcnow()
         with self._db.write() as session:
-            row = self._load(session, caller, automation_id, lock=True)
+            row = load_automation(session, caller.org_id, automation_id, lock=True)
             row.deleted_at = now
             row.enabled = False
             row.next_run_at = None
@@ -457,7 +438,7 @@ class AutomationService:
     def rotate_webhook_secret(self, caller: Caller, automation_id: str) -> AutomationOut:
         secret = new_webhook_secret()
         with self._db.write() as session:
-            row = self._load(session, caller, automation_id, lock=True)
+            row = load_automation(session, caller.org_id, automation_id, lock=True)
             if row.trigger_type != "webhook":
                 raise Conflict(
                     "only webhook automations have a webhook secret", code="not_a_webhook"
@@ -468,82 +449,11 @@ class AutomationService:
 
     # ---- shared pieces ---------------------------------------------------------
 
-    def _load(
-        self,
-        session: Session,
-        caller: Caller,
-        automation_id: str,
-        *,
-        lock: bool = False,
-        include_deleted: bool = False,
-    ) -> Automation:
-        query = select(Automation).where(
-            Automation.id == automation_id, Automation.org_id == caller.org_id
-        )
-        if not include_deleted:
-            query = query.where(Automation.deleted_at.is_(None))
-        if lock:
-            query = query.with_for_update()
-        row = session.scalars(query).one_or_none()
-        if row is None:
-            raise NotFound(f"no automation with id '{automation_id}'")
-        return row
-
     def _next_run(self, row: Automation) -> Any:
         if not row.enabled:
             return None
         schedule = rules.schedule_of(row.trigger, row.schedule_anchor)
         return schedule.next_after(utcnow()) if schedule else None
-
-    def _write_variants(
-        self,
-        session: Session,
-        automation_id: str,
-        drafts: list[VariantDraft],
-        old: list[VariantDraft],
-        champion: str | None = None,
-    ) -> None:
-        """Make the live variant rows match ``drafts``; removed ones are soft-deleted."""
-        now = utcnow()
-        keep = {d.name for d in drafts}
-        rows = {v.name: v for v in _live_variants(session, automation_id)}
-        for name, row in rows.items():
-            if name not in keep:
-                row.deleted_at = now
-                row.is_champion = False
-        session.flush()
-        for position, d in enumerate(drafts):
-            existing = rows.get(d.name)
-            if existing is None:
-                existing = Variant(
-                    id=new_id(),
-                    automation_id=automation_id,
-                    name=d.name,
-                    created_at=now,
-                    is_champion=False,
-                )
-                session.add(existing)
-            row = existing
-            row.position, row.weight, row.tarball_digest = position, d.weight, d.digest
-            row.entrypoint, row.env, row.description = d.entrypoint, d.env, d.description
-            row.source, row.updated_at = d.source, now
-            row.is_champion = d.name == champion
-
-    def _add_revision(
-        self, session: Session, row: Automation, drafts: list[VariantDraft], actor: str, reason: str
-    ) -> None:
-        session.add(
-            Revision(
-                automation_id=row.id,
-                number=row.revision,
-                experiment_id=row.experiment_id,
-                champion=row.champion,
-                variants=[d.snapshot() for d in drafts],
-                actor=actor,
-                reason=reason,
-                created_at=utcnow(),
-            )
-        )
 
     def _set_secrets(
         self, session: Session, automation_id: str, values: dict[str, str | None]
@@ -573,21 +483,6 @@ class AutomationService:
             field="name",
             code="duplicate_name",
         )
-
-
-def _live_variants(session: Session, automation_id: str) -> list[Variant]:
-    return list(
-        session.scalars(
-            select(Variant)
-            .where(Variant.automation_id == automation_id, Variant.deleted_at.is_(None))
-            .order_by(Variant.position)
-        )
-    )
-
-
-def _revision_experiment(session: Session, row: Automation) -> str | None:
-    current = session.get(Revision, (row.id, row.revision))
-    return current.experiment_id if current else None
 
 
 def _source(tarball: str, sources: Sequence[dict[str, Any]] | None, index: int) -> dict[str, Any]:

@@ -365,3 +365,22 @@ class RunMetric(Base):
     variant: Mapped[str] = mapped_column(String(63))
     created_at: Mapped[datetime]
     value: Mapped[float] = mapped_column(Float)
+
+
+class Decision(Base):
+    """A promotion or rollback, with who, why and the experiment summary at that moment."""
+
+    __tablename__ = "decisions"
+    __table_args__ = (Index("ix_decisions_automation_created", "automation_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    org_id: Mapped[str] = mapped_column(ID, ForeignKey("organizations.id"))
+    automation_id: Mapped[str] = mapped_column(ID, ForeignKey("automations.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    variant: Mapped[str] = mapped_column(String(63))
+    reason: Mapped[str] = mapped_column(Text)
+    automatic: Mapped[bool] = mapped_column(Boolean)
+    actor: Mapped[str] = mapped_column(String(200))
+    revision: Mapped[int] = mapped_column(Integer)
+    summary: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime]

@@ -28,6 +28,7 @@ from automation_server.db.models import (
 )
 from automation_server.errors import BadRequest, Invalid, NotFound
 from automation_server.experiments import stats
+from automation_server.experiments.policy import ArmStats
 from automation_server.experiments.sketch import quantile
 from automation_server.ids import to_rfc3339, utcnow
 from automation_server.runs.service import parse_time
@@ -126,7 +127,7 @@ class ExperimentService:
             order = self._variant_order(session, caller, experiment_id)
             metrics = self._metric_rows(session, caller, experiment_id, by, methods)
             durations = self._duration_rows(session, caller, experiment_id, by, methods)
-            srm = self._srm(session, caller, experiment_id)
+            srm = self._srm(session, caller.org_id, experiment_id)
         names = sorted({v for _, v in groups}, key=lambda v: (order.get(v, len(order)), v))
         control = control or names[0]
         if control not in names:
@@ -157,10 +158,10 @@ class ExperimentService:
         return [model.revision, model.variant] if by == "revision" else [model.variant]
 
     def _scope(
-        self, model: Any, caller: Caller, experiment_id: str, methods: Sequence[str]
+        self, model: Any, org_id: str, experiment_id: str, methods: Sequence[str]
     ) -> list[ColumnElement[bool]]:
         return [
-            model.org_id == caller.org_id,
+            model.org_id == org_id,
             model.experiment_id == experiment_id,
             model.method.in_(methods),
         ]
@@ -172,7 +173,7 @@ class ExperimentService:
         cols = self._group_col(r, by)
         rows = session.execute(
             select(*cols, *(func.sum(getattr(r, c)) for c in COUNTS))
-            .where(*self._scope(r, caller, experiment_id, methods))
+            .where(*self._scope(r, caller.org_id, experiment_id, methods))
             .group_by(*cols)
         ).all()
         return {
@@ -187,7 +188,7 @@ class ExperimentService:
         cols = self._group_col(m, by)
         rows = session.execute(
             select(*cols, m.name, func.sum(m.count), func.sum(m.sum), func.sum(m.sum_sq))
-            .where(*self._scope(m, caller, experiment_id, methods))
+            .where(*self._scope(m, caller.org_id, experiment_id, methods))
             .group_by(*cols, m.name)
         ).all()
         out: dict[GroupKey, dict[str, stats.MeanStats]] = defaultdict(dict)
@@ -203,7 +204,7 @@ class ExperimentService:
         cols = self._group_col(d, by)
         rows = session.execute(
             select(*cols, d.bucket, func.sum(d.count))
-            .where(*self._scope(d, caller, experiment_id, methods))
+            .where(*self._scope(d, caller.org_id, experiment_id, methods))
             .group_by(*cols, d.bucket)
         ).all()
         out: dict[GroupKey, dict[int, int]] = defaultdict(dict)
@@ -225,12 +226,12 @@ class ExperimentService:
         ).scalar()
         return {v["name"]: i for i, v in enumerate(latest or [])}
 
-    def _srm(self, session: Session, caller: Caller, experiment_id: str) -> list[dict[str, Any]]:
+    def _srm(self, session: Session, org_id: str, experiment_id: str) -> list[dict[str, Any]]:
         """Chi-square of randomly assigned runs against the weights, per revision."""
         r = ExperimentRollup
         rows = session.execute(
             select(r.automation_id, r.revision, r.variant, func.sum(r.assigned))
-            .where(*self._scope(r, caller, experiment_id, ("random",)))
+            .where(*self._scope(r, org_id, experiment_id, ("random",)))
             .group_by(r.automation_id, r.revision, r.variant)
         ).all()
         observed: dict[tuple[str, int], dict[str, int]] = defaultdict(dict)
@@ -281,6 +282,47 @@ class ExperimentService:
                     )
                 items.append(item)
         return items
+
+    # ---- one revision, for champion/challenger decisions ----------------------------
+
+    def revision_arms(
+        self, session: Session, org_id: str, experiment_id: str, automation_id: str, revision: int
+    ) -> tuple[dict[str, ArmStats], bool]:
+        """Per-variant statistics of one revision (randomised runs) and its SRM flag."""
+        r, m = ExperimentRollup, ExperimentMetricRollup
+        scope = (
+            r.org_id == org_id,
+            r.experiment_id == experiment_id,
+            r.automation_id == automation_id,
+            r.revision == revision,
+            r.method.in_(("random", "sticky")),
+        )
+        rows = session.execute(
+            select(r.variant, func.sum(r.succeeded), func.sum(r.succeeded + r.failed + r.timed_out))
+            .where(*scope)
+            .group_by(r.variant)
+        ).all()
+        metric_rows = session.execute(
+            select(m.variant, m.name, func.sum(m.count), func.sum(m.sum), func.sum(m.sum_sq))
+            .where(
+                m.org_id == org_id,
+                m.experiment_id == experiment_id,
+                m.automation_id == automation_id,
+                m.revision == revision,
+                m.method.in_(("random", "sticky")),
+            )
+            .group_by(m.variant, m.name)
+        ).all()
+        metrics: dict[str, dict[str, stats.MeanStats]] = defaultdict(dict)
+        for variant, name, count, total, total_sq in metric_rows:
+            metrics[variant][name] = stats.MeanStats(int(count), float(total), float(total_sq))
+        arms = {v: ArmStats(int(ok or 0), int(n or 0), metrics.get(v, {})) for v, ok, n in rows}
+        srm = [
+            s
+            for s in self._srm(session, org_id, experiment_id)
+            if s["automation_id"] == automation_id and s["revision"] == revision
+        ]
+        return arms, any(s["flagged"] for s in srm)
 
     # ---- time series ---------------------------------------------------------------
 

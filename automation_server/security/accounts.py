@@ -39,6 +39,11 @@ class Caller:
     def actor(self) -> str:
         return f"key:{self.key_prefix}"
 
+    @classmethod
+    def system(cls, org_id: str) -> Caller:
+        """The server acting on an organization's behalf (scheduler, auto-promotion)."""
+        return cls(org_id=org_id, key_id="system", key_prefix="system", scope="admin")
+
     def require(self, needed: Scope) -> None:
         if not scope_allows(self.scope, needed):
             raise Forbidden(f"this key has scope '{self.scope}'; the action needs '{needed}'")

@@ -39,4 +39,5 @@ def build_worker(services: Services, *, concurrency: int | None = None) -> Worke
         heartbeat_s=w.heartbeat_s,
         poll_s=w.poll_s,
         shutdown_grace_s=w.shutdown_grace_s,
+        on_finished=services.lifecycle.evaluate,
     )

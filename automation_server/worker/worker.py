@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import update
@@ -52,6 +53,7 @@ class Worker:
         heartbeat_s: float,
         poll_s: float,
         shutdown_grace_s: float,
+        on_finished: Callable[[str], object] | None = None,
     ) -> None:
         self.id = new_id()
         self._db = db
@@ -63,6 +65,7 @@ class Worker:
         self._heartbeat_s = heartbeat_s
         self._poll_s = poll_s
         self._grace_s = shutdown_grace_s
+        self._on_finished = on_finished
         self._inflight: dict[str, InFlight] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -136,7 +139,8 @@ class Worker:
             with bind_run(task.run_id, task.automation_id, task.variant):
                 log.info("run.started", attempt=task.attempt, worker_id=self.id)
                 result = self._execute(task, flight)
-                self._record(flight, result)
+                if self._record(flight, result):
+                    self._after_finish(task.automation_id)
         except Exception:
             log.exception("run.crashed", run_id=flight.run_id)
             self._record(
@@ -163,11 +167,12 @@ class Worker:
             )
         return self._execution.execute(task, flight.cancel)  # type: ignore[arg-type]
 
-    def _record(self, flight: InFlight, result: RunResult) -> None:
+    def _record(self, flight: InFlight, result: RunResult) -> bool:
+        """Store the attempt's result; True when the run reached its final state."""
         if flight.handing_back and result.status == "cancelled":
             handed = self._queue.hand_back(flight.run_id, self.id)
             log.info("run.handed_back", run_id=flight.run_id, handed=handed)
-            return
+            return False
         if result.status == "cancelled":
             result = RunResult(
                 **{**result.__dict__, "error": result.error or "cancelled by request"}
@@ -181,6 +186,16 @@ class Worker:
             duration_ms=result.duration_ms,
             recorded=report.recorded,
         )
+        return report.recorded and report.final
+
+    def _after_finish(self, automation_id: str) -> None:
+        """Post-run hooks (champion/challenger evaluation); their failure never fails a run."""
+        if self._on_finished is None:
+            return
+        try:
+            self._on_finished(automation_id)
+        except Exception:
+            log.exception("run.after_finish_failed", automation_id=automation_id)
 
     # ---- heartbeats, cancellation, reaping -------------------------------------
 

@@ -20,10 +20,6 @@ from click.testing import CliRunner
 from tests.e2e.sdk_server import Served, serve
 from tests.support import targz
 
-pytestmark = pytest.mark.skip(
-    reason="endpoint not built yet: /v1/experiments, /promote, /variants/{name}/clone and "
-    "/decisions answer 404 on the server this was written against"
-)
 
 CODE = (
     "from automation_sdk import context, report\n"

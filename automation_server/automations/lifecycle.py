@@ -1,0 +1,302 @@
+"""The variant lifecycle: clone, promote, roll back, and automatic champion/challenger.
+
+Every change is a new revision; promotions and rollbacks also leave a decision
+record (who, when, why, and the experiment summary at that moment). The
+automatic policy is evaluated after each finished run under a lock on the
+automation row, so concurrent finishers cannot decide twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from msgspec import UNSET
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from automation_server.automations import validation as rules
+from automation_server.automations.schemas import (
+    AutomationOut,
+    CloneRequest,
+    DecisionOut,
+    DecisionPage,
+    PromoteRequest,
+)
+from automation_server.automations.service import AutomationService
+from automation_server.automations.store import (
+    VariantDraft,
+    live_drafts,
+    load_automation,
+    new_revision,
+)
+from automation_server.db.engine import Database
+from automation_server.db.models import Automation, Decision
+from automation_server.errors import Invalid, NotFound
+from automation_server.experiments.policy import Verdict, evaluate_policy
+from automation_server.experiments.service import ExperimentService
+from automation_server.ids import new_id, to_rfc3339, utcnow
+from automation_server.logging import get_logger
+from automation_server.security.accounts import Caller
+from automation_server.storage.blobs import BlobService
+
+log = get_logger("lifecycle")
+
+AUTO_ACTOR = "system:auto-promote"
+
+
+def _find(drafts: list[VariantDraft], name: str, field: str) -> VariantDraft:
+    for d in drafts:
+        if d.name == name:
+            return d
+    raise Invalid(f"{field}: unknown variant '{name}'", field=field, code="unknown_variant")
+
+
+def promoted(drafts: list[VariantDraft], champion: str) -> list[VariantDraft]:
+    """The champion gets all the weight (the old total, so the scale is kept); others 0."""
+    total = max(1, sum(d.weight for d in drafts))
+    return [replace(d, weight=total if d.name == champion else 0) for d in drafts]
+
+
+class VariantLifecycle:
+    def __init__(
+        self,
+        db: Database,
+        blobs: BlobService,
+        automations: AutomationService,
+        experiments: ExperimentService,
+    ) -> None:
+        self._db = db
+        self._blobs = blobs
+        self._automations = automations
+        self._experiments = experiments
+
+    # ---- clone -----------------------------------------------------------------
+
+    def clone(
+        self, caller: Caller, automation_id: str, source: str, body: CloneRequest
+    ) -> AutomationOut:
+        """A new variant copied from ``source``; each override replaces the copied value whole."""
+        o = body.overrides
+        digest = (
+            self._blobs.resolve(caller.org_id, o.tarball, field="overrides.tarball")
+            if o.tarball is not UNSET
+            else None
+        )
+        if o.entrypoint is not UNSET:
+            rules.check_entrypoint(o.entrypoint, "overrides.entrypoint")
+        if o.env is not UNSET:
+            rules.check_env(o.env, "overrides.env")
+        with self._db.write() as session:
+            row = load_automation(session, caller.org_id, automation_id, lock=True)
+            drafts = live_drafts(session, automation_id)
+            original = _find(drafts, source, "name")
+            if any(d.name == body.name for d in drafts):
+                raise Invalid(
+                    f"name: variant '{body.name}' already exists",
+                    field="name",
+                    code="duplicate_variant",
+                )
+            clone = replace(
+                original,
+                name=body.name,
+                weight=body.weight,
+                digest=digest or original.digest,
+                entrypoint=original.entrypoint if o.entrypoint is UNSET else list(o.entrypoint),
+                env=original.env if o.env is UNSET else dict(o.env),
+                description=original.description if o.description is UNSET else o.description,
+                source={
+                    "kind": "clone",
+                    "of": source,
+                    "revision": row.revision,
+                    "overrides": sorted(
+                        k
+                        for k in ("env", "entrypoint", "description", "tarball")
+                        if getattr(o, k) is not UNSET
+                    ),
+                },
+            )
+            updated = [*drafts, clone]
+            rules.check_variant_set(
+                [d.name for d in updated],
+                [d.weight for d in updated],
+                row.experiment_id,
+                "variants",
+            )
+            new_revision(session, row, updated, caller.actor, f"cloned '{source}' as '{body.name}'")
+        return self._automations.get(caller, automation_id)
+
+    # ---- promote and roll back ---------------------------------------------------
+
+    def promote(self, caller: Caller, automation_id: str, body: PromoteRequest) -> AutomationOut:
+        """Make ``body.variant`` the champion with all the weight, and record the decision."""
+        summary = self._summary(caller.org_id, automation_id)
+        with self._db.write() as session:
+            row = load_automation(session, caller.org_id, automation_id, lock=True)
+            _find(live_drafts(session, automation_id), body.variant, "variant")
+            self._promote_in(
+                session,
+                row,
+                body.variant,
+                body.reason or "promoted by hand",
+                automatic=False,
+                actor=caller.actor,
+                summary=summary,
+            )
+        return self._automations.get(caller, automation_id)
+
+    def _promote_in(
+        self,
+        session: Session,
+        row: Automation,
+        variant: str,
+        reason: str,
+        *,
+        automatic: bool,
+        actor: str,
+        summary: dict[str, Any] | None,
+    ) -> None:
+        drafts = live_drafts(session, row.id)
+        row.champion = variant
+        new_revision(session, row, promoted(drafts, variant), actor, f"promoted '{variant}'")
+        self._record(session, row, "promote", variant, reason, automatic, actor, summary)
+
+    def _rollback_in(
+        self,
+        session: Session,
+        row: Automation,
+        variant: str,
+        reason: str,
+        *,
+        actor: str,
+        summary: dict[str, Any] | None,
+    ) -> None:
+        drafts = [
+            replace(d, weight=0) if d.name == variant else d for d in live_drafts(session, row.id)
+        ]
+        new_revision(session, row, drafts, actor, f"rolled back '{variant}'")
+        self._record(session, row, "rollback", variant, reason, True, actor, summary)
+
+    def _record(
+        self,
+        session: Session,
+        row: Automation,
+        kind: str,
+        variant: str,
+        reason: str,
+        automatic: bool,
+        actor: str,
+        summary: dict[str, Any] | None,
+    ) -> None:
+        session.add(
+            Decision(
+                id=new_id(),
+                org_id=row.org_id,
+                automation_id=row.id,
+                kind=kind,
+                variant=variant,
+                reason=reason,
+                automatic=automatic,
+                actor=actor,
+                revision=row.revision,
+                summary=summary,
+                created_at=utcnow(),
+            )
+        )
+        log.info(
+            "variant.decision",
+            automation_id=row.id,
+            kind=kind,
+            variant=variant,
+            automatic=automatic,
+            revision=row.revision,
+        )
+
+    def decisions(self, caller: Caller, automation_id: str) -> DecisionPage:
+        with self._db.read() as session:
+            load_automation(session, caller.org_id, automation_id, include_deleted=True)
+            rows = session.scalars(
+                select(Decision)
+                .where(Decision.automation_id == automation_id)
+                .order_by(Decision.created_at.desc(), Decision.id.desc())
+            )
+            return DecisionPage(
+                items=[
+                    DecisionOut(
+                        id=d.id,
+                        kind=d.kind,
+                        variant=d.variant,
+                        reason=d.reason,
+                        automatic=d.automatic,
+                        actor=d.actor,
+                        revision=d.revision,
+                        summary=d.summary,
+                        created_at=to_rfc3339(d.created_at) or "",
+                    )
+                    for d in rows
+                ]
+            )
+
+    def _summary(self, org_id: str, automation_id: str) -> dict[str, Any] | None:
+        """The experiment summary at this moment (None without an experiment or runs)."""
+        with self._db.read() as session:
+            experiment_id = session.scalar(
+                select(Automation.experiment_id).where(
+                    Automation.id == automation_id, Automation.org_id == org_id
+                )
+            )
+        if not experiment_id:
+            return None
+        try:
+            return self._experiments.summary(Caller.system(org_id), experiment_id)
+        except NotFound:
+            return None
+
+    # ---- automatic champion/challenger ------------------------------------------
+
+    def evaluate(self, automation_id: str) -> Verdict | None:
+        """Apply the automation's ``auto_promote`` policy after a run finished."""
+        with self._db.read() as session:
+            quick = session.get(Automation, automation_id)
+            if quick is None or not quick.auto_promote or not quick.experiment_id:
+                return None
+            org_id = quick.org_id
+        summary = self._summary(org_id, automation_id)
+        with self._db.write() as session:
+            row = session.scalars(
+                select(Automation).where(Automation.id == automation_id).with_for_update()
+            ).one()
+            if not row.auto_promote or not row.experiment_id or row.deleted_at is not None:
+                return None
+            verdict = self._verdict(session, row)
+            if verdict.action == "promote" and verdict.variant:
+                self._promote_in(
+                    session,
+                    row,
+                    verdict.variant,
+                    verdict.reason,
+                    automatic=True,
+                    actor=AUTO_ACTOR,
+                    summary=summary,
+                )
+            elif verdict.action == "rollback" and verdict.variant:
+                self._rollback_in(
+                    session, row, verdict.variant, verdict.reason, actor=AUTO_ACTOR, summary=summary
+                )
+            return verdict
+
+    def _verdict(self, session: Session, row: Automation) -> Verdict:
+        drafts = live_drafts(session, row.id)
+        weighted = [d for d in drafts if d.weight > 0]
+        control = row.champion or (weighted[0].name if weighted else None)
+        arms, srm_flagged = self._experiments.revision_arms(
+            session, row.org_id, str(row.experiment_id), row.id, row.revision
+        )
+        if control is None or control not in arms:
+            return Verdict("none", None, "the control has no runs in this revision yet")
+        challengers = [
+            (d.name, arms[d.name]) for d in weighted if d.name != control and d.name in arms
+        ]
+        return evaluate_policy(
+            row.auto_promote or {}, (control, arms[control]), challengers, srm_flagged=srm_flagged
+        )
