@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: serve test lint typecheck unit bench bench-quick sandbox-deps clean
+.PHONY: serve test lint typecheck unit bench bench-quick sandbox-deps browser-deps clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -29,6 +29,17 @@ sandbox-deps:
 		fi; \
 	fi
 
+# Debian's chromium drives the dashboard's browser tests (Playwright never downloads one).
+browser-deps:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing chromium (Debian package) for the dashboard's browser tests"; \
+			export DEBIAN_FRONTEND=noninteractive; \
+			apt-get install -y -q chromium >/dev/null 2>&1 || \
+			{ apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; \
+		else echo "chromium is missing: the dashboard's browser tests will be skipped"; fi; \
+	fi
+
 serve: $(STAMP) sandbox-deps
 	$(BIN)/automation-server serve
 
@@ -39,7 +50,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP) sandbox-deps lint typecheck
+test: $(STAMP) sandbox-deps browser-deps lint typecheck
 	$(BIN)/pytest
 
 bench-quick: $(STAMP) sandbox-deps

@@ -90,7 +90,9 @@ def _start_worker(services: Any, concurrency: int | None = None) -> Any:
     return worker
 
 
-def _start_scheduler(services: Any) -> Any:
+def _start_scheduler(services: Any) -> Callable[[], None]:
+    """The scheduler loop and, beside it, the retention collector; returns their stop."""
+    from automation_server.retention import GarbageCollector
     from automation_server.scheduler.loop import Scheduler
 
     scheduler = Scheduler(
@@ -99,9 +101,16 @@ def _start_scheduler(services: Any) -> Any:
         notifier=services.notifier,
         poll_s=services.settings.worker.poll_s,
     )
+    collector = GarbageCollector(services.db, services.store, services.settings.retention)
     services.start_listener()
     scheduler.start()
-    return scheduler
+    collector.start()
+
+    def stop() -> None:
+        collector.stop()
+        scheduler.stop()
+
+    return stop
 
 
 def _wait_for_signal() -> None:
@@ -125,13 +134,13 @@ def serve(host: str | None, port: int | None) -> None:
     _start(settings, "serve")
     services = build_services(settings)
     worker = _start_worker(services)
-    scheduler = _start_scheduler(services)
+    stop_scheduler = _start_scheduler(services)
     _run_http(
         settings,
         services,
         host or settings.host,
         port or settings.port,
-        [scheduler.stop, worker.stop],
+        [stop_scheduler, worker.stop],
     )
 
 
@@ -168,10 +177,10 @@ def scheduler() -> None:
     settings = _settings()
     log = _start(settings, "scheduler")
     services = build_services(settings)
-    loop = _start_scheduler(services)
+    stop_scheduler = _start_scheduler(services)
     _wait_for_signal()
     log.info("scheduler.stopping")
-    loop.stop()
+    stop_scheduler()
     services.close()
 
 
@@ -231,6 +240,64 @@ def create_key(org: str, scope: str, name: str | None) -> None:
     click.echo(f"organization: {org} ({org_id})")
     click.echo(f"scope: {created.scope}; store this key now, it is not shown again:")
     click.echo(created.plaintext)
+
+
+@main.command("rotate-secret-key")
+@click.option(
+    "--new-key", default=None, help="The new Fernet key (default: a freshly generated one)."
+)
+def rotate_secret_key(new_key: str | None) -> None:
+    """Re-encrypt every stored secret under a new key.
+
+    With the key in <data dir>/secret.key the file is replaced. With
+    AUTOMATION_SECRET_KEY, first give every process "NEW,OLD" (they decrypt
+    with both), run this with --new-key NEW, then drop OLD.
+    """
+    from automation_server.db.engine import Database
+    from automation_server.security.crypto import load_or_create_key, write_key_file
+    from automation_server.security.rotation import rotate_secrets
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    _migrate_if_needed(settings)
+    current = load_or_create_key(settings.secret_key, settings.data_dir)
+    old_keys = [k.strip() for k in current.split(",") if k.strip()]
+    db = Database(settings.database_url, pool_size=1)
+    try:
+        done = rotate_secrets(db, old_keys, new_key)
+    finally:
+        db.dispose()
+    click.echo(f"re-encrypted {done.secrets} secrets and {done.webhook_secrets} webhook secrets")
+    if settings.secret_key:
+        click.echo(
+            "set AUTOMATION_SECRET_KEY to the new key on every process "
+            "(store it now, it is not shown again):"
+        )
+        click.echo(done.new_key)
+    else:
+        path = write_key_file(settings.data_dir, done.new_key)
+        click.echo(f"the new key is in {path}; restart the server processes to use it")
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+def gc(dry_run: bool) -> None:
+    """Apply retention now: expire old runs and logs, delete unreferenced tarballs."""
+    from automation_server.retention import GarbageCollector, describe
+    from automation_server.services import build_services
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    _migrate_if_needed(settings)
+    services = build_services(settings)
+    try:
+        report = GarbageCollector(services.db, services.store, settings.retention).collect(
+            dry_run=dry_run
+        )
+    finally:
+        services.close()
+    for name, value in describe(report).items():
+        click.echo(f"{name}: {value}")
 
 
 if __name__ == "__main__":

@@ -57,6 +57,24 @@ class UploadSettings:
 
 
 @dataclass(frozen=True)
+class GuardSettings:
+    """Limits that keep one tenant from starving others."""
+
+    rate_limit_per_minute: int = 30_000
+    max_queued_runs_per_org: int = 10_000
+
+
+@dataclass(frozen=True)
+class RetentionSettings:
+    """How long history is kept (0 keeps it forever)."""
+
+    runs_days: int = 0
+    logs_days: int = 0
+    blob_grace_days: int = 7
+    gc_interval_s: float = 3600.0
+
+
+@dataclass(frozen=True)
 class WorkerSettings:
     concurrency: int = 2
     lease_s: float = 30.0
@@ -84,6 +102,8 @@ class Settings:
     limits: LimitSettings = field(default_factory=LimitSettings)
     uploads: UploadSettings = field(default_factory=UploadSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
+    guards: GuardSettings = field(default_factory=GuardSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
 
     @property
     def is_sqlite(self) -> bool:
@@ -202,4 +222,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_format=_choice(env, "AUTOMATION_LOG_FORMAT", "json", ("json", "console")),  # type: ignore[arg-type]
         uploads=_upload_settings(env),
         worker=_worker_settings(env),
+        guards=GuardSettings(
+            rate_limit_per_minute=_int(env, "AUTOMATION_RATE_LIMIT_PER_MINUTE", 30_000),
+            max_queued_runs_per_org=_int(
+                env, "AUTOMATION_MAX_QUEUED_RUNS_PER_ORG", 10_000, minimum=1
+            ),
+        ),
+        retention=RetentionSettings(
+            runs_days=_int(env, "AUTOMATION_RETENTION_RUNS_DAYS", 0),
+            logs_days=_int(env, "AUTOMATION_RETENTION_LOGS_DAYS", 0),
+            blob_grace_days=_int(env, "AUTOMATION_BLOB_GRACE_DAYS", 7),
+            gc_interval_s=_float(env, "AUTOMATION_GC_INTERVAL_S", 3600.0),
+        ),
     )

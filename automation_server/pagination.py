@@ -53,3 +53,17 @@ def after_cursor(created_col: Any, id_col: Any, cursor: str | None) -> ColumnEle
         return None
     created, row_id = decode_cursor(cursor)
     return or_(created_col < created, and_(created_col == created, id_col < row_id))
+
+
+def parse_time(value: str | None, field: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(
+            f"{field}: {value!r} is not an RFC 3339 time", field=field, code="invalid_time"
+        ) from None
+    if parsed.tzinfo is None:
+        raise BadRequest(f"{field}: give a time zone (e.g. 'Z')", field=field, code="invalid_time")
+    return parsed

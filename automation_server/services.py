@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from automation_server.audit import AuditService
 from automation_server.automations.lifecycle import VariantLifecycle
 from automation_server.automations.service import AutomationService
 from automation_server.config import Settings
@@ -11,11 +12,14 @@ from automation_server.db.engine import Database
 from automation_server.dispatch.service import Dispatcher
 from automation_server.dispatch.webhooks import WebhookService
 from automation_server.experiments.service import ExperimentService
+from automation_server.observability import Metrics
+from automation_server.presets.service import PresetService
 from automation_server.queue.manager import RunQueue
 from automation_server.queue.notify import Notifier, PostgresListener
 from automation_server.runs.service import RunService
 from automation_server.security.accounts import Authenticator
-from automation_server.security.crypto import SecretBox, load_or_create_key
+from automation_server.security.crypto import SecretBox, box_from, load_or_create_key
+from automation_server.security.ratelimit import RateLimiter
 from automation_server.storage.archive import ArchiveLimits
 from automation_server.storage.blobs import BlobService
 from automation_server.storage.blobstore import BlobStore, blobstore_from_url
@@ -37,6 +41,10 @@ class Services:
     webhooks: WebhookService
     experiments: ExperimentService
     lifecycle: VariantLifecycle
+    rate_limiter: RateLimiter
+    audit: AuditService
+    metrics: Metrics
+    presets: PresetService
     listener: PostgresListener | None = None
 
     def start_listener(self) -> None:
@@ -64,13 +72,19 @@ def build_services(settings: Settings, *, store: BlobStore | None = None) -> Ser
     store = store or blobstore_from_url(
         settings.blob_url, data_dir=settings.data_dir, endpoint_url=settings.s3_endpoint_url
     )
-    box = SecretBox(load_or_create_key(settings.secret_key, settings.data_dir))
+    box = box_from(load_or_create_key(settings.secret_key, settings.data_dir))
     blobs = BlobService(
         db, store, archive_limits(settings), s3_endpoint_url=settings.s3_endpoint_url
     )
     notifier = Notifier(postgres=not db.is_sqlite)
-    queue = RunQueue(db, notifier)
-    dispatcher = Dispatcher(db, queue, max_payload_bytes=settings.uploads.max_payload_bytes)
+    metrics = Metrics(db)
+    queue = RunQueue(db, notifier, metrics)
+    dispatcher = Dispatcher(
+        db,
+        queue,
+        max_payload_bytes=settings.uploads.max_payload_bytes,
+        max_queued_per_org=settings.guards.max_queued_runs_per_org,
+    )
     automations = AutomationService(db, blobs, box, settings, notifier, queue)
     experiments = ExperimentService(db)
     return Services(
@@ -88,4 +102,8 @@ def build_services(settings: Settings, *, store: BlobStore | None = None) -> Ser
         webhooks=WebhookService(db, dispatcher, box),
         experiments=experiments,
         lifecycle=VariantLifecycle(db, blobs, automations, experiments),
+        rate_limiter=RateLimiter(settings.guards.rate_limit_per_minute),
+        audit=AuditService(db),
+        metrics=metrics,
+        presets=PresetService(automations, blobs, settings),
     )

@@ -11,13 +11,17 @@ from automation_server.api import (
     experiments,
     health,
     hooks,
+    keys,
     lifecycle,
+    metrics,
+    presets,
     runs,
     uploads,
     workers,
 )
 from automation_server.api.auth import provide_caller
 from automation_server.api.errors import EXCEPTION_HANDLERS
+from automation_server.api.ui import ui_router
 from automation_server.services import Services
 
 # JSON bodies are small; uploads have their own, larger limit.
@@ -35,8 +39,13 @@ def create_app(services: Services) -> Litestar:
             lifecycle.clone_variant,
             lifecycle.promote,
             lifecycle.decisions,
+            keys.list_api_keys,
+            keys.create_api_key,
+            keys.revoke_api_key,
+            keys.audit_log,
             runs.dispatch,
             workers.list_workers,
+            presets.PresetController,
         ],
         dependencies=caller,
         request_max_body_size=JSON_BODY_LIMIT,
@@ -54,7 +63,15 @@ def create_app(services: Services) -> Litestar:
         request_max_body_size=services.settings.uploads.max_payload_bytes,
     )
     return Litestar(
-        route_handlers=[health.health, health.ready, v1, v1_uploads, v1_hooks],
+        route_handlers=[
+            health.health,
+            health.ready,
+            metrics.prometheus_metrics,
+            v1,
+            v1_uploads,
+            v1_hooks,
+            ui_router(),
+        ],
         dependencies={"services": Provide(lambda: services, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=OpenAPIConfig(title="Automation server", version="1.0.0", path="/schema"),

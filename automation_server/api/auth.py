@@ -25,5 +25,6 @@ def required_scope(request: Request[Any, Any, Any]) -> Scope:
 def provide_caller(request: Request[Any, Any, Any], services: ServicesDep) -> Caller:
     """The authenticated caller, or 401/403 before the handler runs."""
     caller = services.auth.authenticate(request.headers.get("authorization"))
+    services.rate_limiter.check(caller.key_id)
     caller.require(required_scope(request))
     return caller

@@ -12,6 +12,7 @@ from typing import Any
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 
 from automation_server import errors
 from automation_server.logging import get_logger
@@ -95,6 +96,40 @@ def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[
     return Response(error_body(status, code, detail), status_code=status, headers=exc.headers or {})
 
 
+def database_error(request: Request[Any, Any, Any], exc: DBAPIError) -> Response[Any]:
+    """A lost or refused database connection is a 503 the client may retry, not a 500;
+    a value the database cannot store is the client's 400."""
+    if isinstance(exc, DataError):
+        return unstorable_input(request, exc)
+    if not exc.connection_invalidated and not isinstance(exc, OperationalError | InterfaceError):
+        return unexpected_error(request, exc)
+    log.warning(
+        "request.database_unavailable",
+        path=request.url.path,
+        error=type(exc.orig).__name__ if exc.orig else type(exc).__name__,
+    )
+    return Response(
+        error_body(503, "unavailable", "the database is unreachable; retry shortly"),
+        status_code=503,
+        headers={"Retry-After": "2"},
+    )
+
+
+def unstorable_input(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Input the database cannot store (NUL characters, unpaired surrogates, huge numbers)."""
+    log.info("request.unstorable_input", path=request.url.path, error=type(exc).__name__)
+    return Response(
+        error_body(
+            400,
+            "invalid_data",
+            "the request contains a value that cannot be "
+            "stored (a NUL character, invalid Unicode or an out-of-range "
+            "number)",
+        ),
+        status_code=400,
+    )
+
+
 def unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.exception("request.crashed", path=request.url.path, method=request.method)
     return Response(
@@ -109,5 +144,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     errors.AutomationError: domain_error,
     ValidationException: validation_error,
     HTTPException: http_error,
+    DBAPIError: database_error,
+    UnicodeEncodeError: unstorable_input,
     Exception: unexpected_error,
 }

@@ -22,14 +22,16 @@ from automation_server.automations.schemas import (
     DecisionOut,
     DecisionPage,
     PromoteRequest,
+    to_builtins,
 )
-from automation_server.automations.service import AutomationService
+from automation_server.automations.service import AutomationService, check_fields
 from automation_server.automations.store import (
     VariantDraft,
     live_drafts,
     load_automation,
     new_revision,
 )
+from automation_server.automations.views import audit_change, snapshot
 from automation_server.db.engine import Database
 from automation_server.db.models import Automation, Decision
 from automation_server.errors import Invalid, NotFound
@@ -77,6 +79,7 @@ class VariantLifecycle:
         self, caller: Caller, automation_id: str, source: str, body: CloneRequest
     ) -> AutomationOut:
         """A new variant copied from ``source``; each override replaces the copied value whole."""
+        check_fields(to_builtins(body))
         o = body.overrides
         digest = (
             self._blobs.resolve(caller.org_id, o.tarball, field="overrides.tarball")
@@ -89,6 +92,7 @@ class VariantLifecycle:
             rules.check_env(o.env, "overrides.env")
         with self._db.write() as session:
             row = load_automation(session, caller.org_id, automation_id, lock=True)
+            before = snapshot(session, row)
             drafts = live_drafts(session, automation_id)
             original = _find(drafts, source, "name")
             if any(d.name == body.name for d in drafts):
@@ -124,12 +128,14 @@ class VariantLifecycle:
                 "variants",
             )
             new_revision(session, row, updated, caller.actor, f"cloned '{source}' as '{body.name}'")
+            audit_change(session, caller.actor, "variant.clone", row, before)
         return self._automations.get(caller, automation_id)
 
     # ---- promote and roll back ---------------------------------------------------
 
     def promote(self, caller: Caller, automation_id: str, body: PromoteRequest) -> AutomationOut:
         """Make ``body.variant`` the champion with all the weight, and record the decision."""
+        check_fields(to_builtins(body))
         summary = self._summary(caller.org_id, automation_id)
         with self._db.write() as session:
             row = load_automation(session, caller.org_id, automation_id, lock=True)
@@ -156,10 +162,11 @@ class VariantLifecycle:
         actor: str,
         summary: dict[str, Any] | None,
     ) -> None:
+        before = snapshot(session, row)
         drafts = live_drafts(session, row.id)
         row.champion = variant
         new_revision(session, row, promoted(drafts, variant), actor, f"promoted '{variant}'")
-        self._record(session, row, "promote", variant, reason, automatic, actor, summary)
+        self._record(session, row, "promote", variant, reason, automatic, actor, summary, before)
 
     def _rollback_in(
         self,
@@ -171,11 +178,12 @@ class VariantLifecycle:
         actor: str,
         summary: dict[str, Any] | None,
     ) -> None:
+        before = snapshot(session, row)
         drafts = [
             replace(d, weight=0) if d.name == variant else d for d in live_drafts(session, row.id)
         ]
         new_revision(session, row, drafts, actor, f"rolled back '{variant}'")
-        self._record(session, row, "rollback", variant, reason, True, actor, summary)
+        self._record(session, row, "rollback", variant, reason, True, actor, summary, before)
 
     def _record(
         self,
@@ -187,7 +195,9 @@ class VariantLifecycle:
         automatic: bool,
         actor: str,
         summary: dict[str, Any] | None,
+        before: dict[str, Any],
     ) -> None:
+        """The decision record, and the audit event of the change it made."""
         session.add(
             Decision(
                 id=new_id(),
@@ -203,6 +213,7 @@ class VariantLifecycle:
                 created_at=utcnow(),
             )
         )
+        audit_change(session, actor, f"variant.{kind}", row, before)
         log.info(
             "variant.decision",
             automation_id=row.id,

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from automation_server.audit import record
 from automation_server.automations import validation as rules
 from automation_server.automations.schemas import (
     AutomationCreate,
@@ -42,7 +43,7 @@ from automation_server.automations.store import (
     revision_experiment,
     write_variants,
 )
-from automation_server.automations.views import automation_out, revision_out
+from automation_server.automations.views import audit_change, automation_out, revision_out, snapshot
 from automation_server.config import Settings
 from automation_server.db.engine import Database
 from automation_server.db.models import Automation, AutomationSecret, Revision
@@ -56,6 +57,12 @@ from automation_server.security.crypto import SecretBox
 from automation_server.storage.blobs import BlobService
 
 DEFAULT_ENTRYPOINT = ["python3", "main.py"]
+
+
+def check_fields(body: dict[str, Any]) -> None:
+    """Every string of a request body must be storable text (no NUL, valid Unicode)."""
+    for field, value in body.items():
+        rules.check_storable(value, field)
 
 
 def new_webhook_secret() -> str:
@@ -88,6 +95,8 @@ class AutomationService:
         sources: Sequence[dict[str, Any]] | None = None,
     ) -> AutomationOut:
         """Validate and store a new automation; ``sources`` records how variants were made."""
+        check_fields(to_builtins(body))
+        rules.check_storable(list(sources or []), "variants")
         drafts = self._drafts_from_create(caller, body, sources)
         self._check_common(
             body.experiment_id,
@@ -138,6 +147,7 @@ class AutomationService:
                 add_revision(session, row, drafts, caller.actor, "created")
                 self._set_secrets(session, row.id, dict(body.secrets))
                 self._notifier.schedules_changed(session)
+                audit_change(session, caller.actor, "automation.create", row, None)
         except IntegrityError as exc:
             raise self._conflict(body.name) from exc
         out = self.get(caller, row.id)
@@ -269,6 +279,7 @@ class AutomationService:
     # ---- update ----------------------------------------------------------------
 
     def update(self, caller: Caller, automation_id: str, patch: AutomationPatch) -> AutomationOut:
+        check_fields(to_builtins(patch))
         current = self.get_row(caller, automation_id)
         with self._db.read() as session:
             live = live_variants(session, automation_id)
@@ -291,6 +302,7 @@ class AutomationService:
         try:
             with self._db.write() as session:
                 row = load_automation(session, caller.org_id, automation_id, lock=True)
+                before = snapshot(session, row)
                 self._apply(row, changes, experiment_id, env)
                 old = live_drafts(session, automation_id)
                 champion = row.champion if patch.champion is UNSET else patch.champion
@@ -305,6 +317,8 @@ class AutomationService:
                 row.updated_at = utcnow()
                 if "trigger" in changes or "enabled" in changes:
                     self._notifier.schedules_changed(session)
+                session.flush()
+                audit_change(session, caller.actor, "automation.update", row, before)
         except IntegrityError as exc:
             raise self._conflict(changes.get("name", current.name)) from exc
         return self.get(caller, automation_id)
@@ -428,12 +442,22 @@ class AutomationService:
         now = utcnow()
         with self._db.write() as session:
             row = load_automation(session, caller.org_id, automation_id, lock=True)
+            before = snapshot(session, row)
             row.deleted_at = now
             row.enabled = False
             row.next_run_at = None
             row.updated_at = now
             self._queue.cancel_queued(session, row.id, "automation deleted")
             self._notifier.schedules_changed(session)
+            record(
+                session,
+                org_id=caller.org_id,
+                actor=caller.actor,
+                action="automation.delete",
+                resource_type="automation",
+                resource_id=row.id,
+                before=before,
+            )
 
     def rotate_webhook_secret(self, caller: Caller, automation_id: str) -> AutomationOut:
         secret = new_webhook_secret()
@@ -445,6 +469,14 @@ class AutomationService:
                 )
             row.webhook_secret = self._box.encrypt(secret)
             row.updated_at = utcnow()
+            record(
+                session,
+                org_id=caller.org_id,
+                actor=caller.actor,
+                action="automation.rotate_webhook_secret",
+                resource_type="automation",
+                resource_id=row.id,
+            )
         return struct_replace(self.get(caller, automation_id), webhook_secret=secret)
 
     # ---- shared pieces ---------------------------------------------------------

@@ -28,6 +28,36 @@ RESERVED_ENV_PREFIX = "AUTOMATION_"
 _EXPERIMENT = re.compile(EXPERIMENT_ID)
 
 
+def storable_problem(value: Any) -> str | None:
+    """Why a JSON-like value cannot be stored as text (NUL or unpaired surrogates), or None.
+
+    PostgreSQL rejects NUL in text and JSONB, and UTF-8 has no encoding for a lone
+    surrogate that a JSON ``\\ud800`` escape can produce; both are refused up front.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return "contains a NUL character"
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return "contains an unpaired surrogate (not valid Unicode text)"
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return None
+
+
+def check_storable(value: Any, field: str) -> None:
+    problem = storable_problem(value)
+    if problem:
+        raise Invalid(f"{field}: a string {problem}", field=field, code="invalid_text")
+
+
 def check_experiment_id(value: str | None) -> None:
     if value is not None and not _EXPERIMENT.match(value):
         raise Invalid(

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import msgspec
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from automation_server.audit import record
 from automation_server.automations.schemas import AutomationOut, LastRun, RevisionOut, VariantOut
 from automation_server.db.models import Automation, AutomationSecret, Revision, Variant
 from automation_server.ids import to_rfc3339
@@ -64,6 +68,36 @@ def automation_out(session: Session, row: Automation) -> AutomationOut:
         last_run=last_run,
         missed_ticks=row.missed_ticks,
     )
+
+
+def snapshot(session: Session, row: Automation) -> dict[str, Any]:
+    """The automation as the API shows it (secret names, never values), for the audit log."""
+    data: dict[str, Any] = msgspec.to_builtins(automation_out(session, row))
+    return data
+
+
+def audit_change(
+    session: Session, actor: str, action: str, row: Automation, before: dict[str, Any] | None
+) -> None:
+    """Record an automation change with its state before and after (nothing if unchanged)."""
+    session.flush()
+    after = snapshot(session, row)
+    if before is not None and _comparable(before) == _comparable(after):
+        return
+    record(
+        session,
+        org_id=row.org_id,
+        actor=actor,
+        action=action,
+        resource_type="automation",
+        resource_id=row.id,
+        before=before,
+        after=after,
+    )
+
+
+def _comparable(state: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in state.items() if k not in ("updated_at", "next_run_at")}
 
 
 def revision_out(row: Revision) -> RevisionOut:

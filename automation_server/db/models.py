@@ -384,3 +384,54 @@ class Decision(Base):
     revision: Mapped[int] = mapped_column(Integer)
     summary: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime]
+
+
+class AuditEvent(Base):
+    """Who changed what, when, with the state before and after (secret values never)."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_org_created", "org_id", "created_at", "id"),
+        Index("ix_audit_org_resource", "org_id", "resource_type", "resource_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    org_id: Mapped[str] = mapped_column(ID, ForeignKey("organizations.id"))
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(64))
+    resource_type: Mapped[str] = mapped_column(String(32))
+    resource_id: Mapped[str] = mapped_column(String(64))
+    before: Mapped[dict[str, Any] | None]
+    after: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime]
+
+
+class ExperimentMinute(Base):
+    """Per-minute counts of an experiment's runs (by creation minute): time series read
+    these rows, grouped into the requested bucket, instead of scanning runs."""
+
+    __tablename__ = "experiment_minutes"
+
+    org_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    experiment_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    variant: Mapped[str] = mapped_column(String(63), primary_key=True)
+    method: Mapped[str] = mapped_column(String(16), primary_key=True)
+    minute: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # epoch seconds // 60
+    runs: Mapped[int] = mapped_column(BigInteger, default=0)
+    finished: Mapped[int] = mapped_column(BigInteger, default=0)
+    succeeded: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ExperimentMetricMinute(Base):
+    """Per-minute count and sum of one metric, for metric time series."""
+
+    __tablename__ = "experiment_metric_minutes"
+
+    org_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    experiment_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    variant: Mapped[str] = mapped_column(String(63), primary_key=True)
+    method: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    minute: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+    sum: Mapped[float] = mapped_column(Float, default=0.0)

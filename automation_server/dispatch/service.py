@@ -16,10 +16,11 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from automation_server.automations.validation import check_storable
 from automation_server.db.engine import Database
 from automation_server.db.models import Automation, Revision, Run
 from automation_server.dispatch.assignment import choose_variant
-from automation_server.errors import Conflict, NotFound, TooLarge
+from automation_server.errors import Conflict, NotFound, RateLimited, TooLarge
 from automation_server.experiments.rollups import record_assignment
 from automation_server.ids import new_id, utcnow
 from automation_server.logging import get_logger
@@ -39,10 +40,18 @@ def seed_of(automation: Automation) -> str:
 
 
 class Dispatcher:
-    def __init__(self, db: Database, queue: RunQueue, *, max_payload_bytes: int) -> None:
+    def __init__(
+        self,
+        db: Database,
+        queue: RunQueue,
+        *,
+        max_payload_bytes: int,
+        max_queued_per_org: int = 10_000,
+    ) -> None:
         self._db = db
         self._queue = queue
         self._max_payload_bytes = max_payload_bytes
+        self._max_queued = max_queued_per_org
 
     def dispatch(
         self,
@@ -52,7 +61,9 @@ class Dispatcher:
         idempotency_key: str | None = None,
     ) -> RunOut:
         """Queue a manual run (202); a repeated Idempotency-Key returns the first run."""
-        self.check_payload(request.payload)
+        idempotency_key = idempotency_key or None  # an empty header is no key
+        self.check_payload(request.payload, request.assignment_key)
+        check_storable(idempotency_key, "Idempotency-Key")
         try:
             return self._dispatch_once(caller, automation_id, request, idempotency_key)
         except IntegrityError:
@@ -62,7 +73,10 @@ class Dispatcher:
                 raise
             return existing
 
-    def check_payload(self, payload: dict[str, Any]) -> None:
+    def check_payload(self, payload: dict[str, Any], key: str | None = None) -> None:
+        """Payloads are stored as JSON: bounded in size and storable as text."""
+        check_storable(payload, "payload")
+        check_storable(key, "assignment_key")
         size = len(msgspec.json.encode(payload))
         if size > self._max_payload_bytes:
             raise TooLarge(
@@ -165,7 +179,9 @@ class Dispatcher:
         )
         chosen = next(v for v in variants if v["name"] == assignment.variant)
         now = utcnow()
-        skipped = self._overlap_reason(session, automation, trigger)
+        skipped = self._queue_full_reason(session, automation, trigger) or self._overlap_reason(
+            session, automation, trigger
+        )
         run = Run(
             id=new_id(),
             org_id=automation.org_id,
@@ -196,6 +212,7 @@ class Dispatcher:
         )
         self._queue.insert(session, run)
         record_assignment(session, run)
+        self._queue.metrics.runs_dispatched.labels(trigger).inc()
         log.info(
             "run.queued" if not skipped else "run.skipped",
             run_id=run.id,
@@ -205,6 +222,33 @@ class Dispatcher:
             method=assignment.method,
         )
         return run
+
+    def _queue_full_reason(
+        self, session: Session, automation: Automation, trigger: str
+    ) -> str | None:
+        """The per-organization cap on queued runs, for requests (manual and webhook): 429.
+
+        Scheduled ticks are bounded by their schedules and misfire policy, and
+        counting the backlog for every tick would make firing thousands of due
+        automations quadratic.
+        """
+        if trigger not in ("manual", "webhook"):
+            return None
+        queued = (
+            session.scalar(
+                select(func.count())
+                .select_from(Run)
+                .where(Run.org_id == automation.org_id, Run.status == "queued")
+            )
+            or 0
+        )
+        if queued < self._max_queued:
+            return None
+        message = (
+            f"this organization already has {queued} queued runs (limit "
+            f"{self._max_queued}); wait for them to run or cancel some"
+        )
+        raise RateLimited(message, retry_after_s=10)
 
     def _overlap_reason(self, session: Session, automation: Automation, trigger: str) -> str | None:
         """Why a scheduled or webhook fire is dropped by ``on_overlap: skip`` (None to run it).

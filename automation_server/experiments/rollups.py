@@ -18,7 +18,9 @@ from sqlalchemy.orm import Session
 
 from automation_server.db.models import (
     ExperimentDurationBucket,
+    ExperimentMetricMinute,
     ExperimentMetricRollup,
+    ExperimentMinute,
     ExperimentRollup,
     Run,
     RunMetric,
@@ -38,6 +40,17 @@ def _key(run: Run) -> dict[str, Any]:
         "revision": run.automation_revision,
         "variant": run.variant,
         "method": run.assignment_method,
+    }
+
+
+def _minute_key(run: Run) -> dict[str, Any]:
+    """Time-series rows are keyed by the minute the run was created in (UTC epoch // 60)."""
+    return {
+        "org_id": run.org_id,
+        "experiment_id": run.experiment_id,
+        "variant": run.variant,
+        "method": run.assignment_method,
+        "minute": int(run.created_at.timestamp()) // 60,
     }
 
 
@@ -69,6 +82,7 @@ def record_assignment(session: Session, run: Run) -> None:
     add = {"assigned": 1}
     if run.status == "skipped":
         add["skipped"] = 1
+    _upsert(session, ExperimentMinute, _minute_key(run), {"runs": 1})
     _upsert(
         session,
         ExperimentRollup,
@@ -103,6 +117,13 @@ def record_finish(session: Session, run: Run) -> None:
         d = float(run.duration_ms or 0)
         add.update(duration_count=1, duration_sum=d, duration_sum_sq=d * d)
     _upsert(session, ExperimentRollup, key, add)
+    if run.status in MEASURED:
+        _upsert(
+            session,
+            ExperimentMinute,
+            _minute_key(run),
+            {"finished": 1, "succeeded": int(run.status == "succeeded")},
+        )
     if measured:
         _upsert(
             session,
@@ -117,4 +138,10 @@ def record_finish(session: Session, run: Run) -> None:
             ExperimentMetricRollup,
             {**key, "name": name},
             {"count": 1, "sum": v, "sum_sq": v * v},
+        )
+        _upsert(
+            session,
+            ExperimentMetricMinute,
+            {**_minute_key(run), "name": name},
+            {"count": 1, "sum": v},
         )

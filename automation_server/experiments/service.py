@@ -13,25 +13,25 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, cast, func, literal, select
+from sqlalchemy import ColumnElement, Integer, func, literal, select
 from sqlalchemy.orm import Session
 
 from automation_server.db.engine import Database
 from automation_server.db.models import (
     Automation,
     ExperimentDurationBucket,
+    ExperimentMetricMinute,
     ExperimentMetricRollup,
+    ExperimentMinute,
     ExperimentRollup,
     Revision,
-    Run,
-    RunMetric,
 )
 from automation_server.errors import BadRequest, Invalid, NotFound
 from automation_server.experiments import stats
 from automation_server.experiments.policy import ArmStats
 from automation_server.experiments.sketch import quantile
 from automation_server.ids import to_rfc3339, utcnow
-from automation_server.runs.service import parse_time
+from automation_server.pagination import parse_time
 from automation_server.security.accounts import Caller
 
 ALPHA = 0.05
@@ -347,13 +347,10 @@ class ExperimentService:
         methods = _methods(include_forced)
         with self._db.read() as session:
             start, end = self._window(session, caller, experiment_id, step, since, until)
-            dialect = session.get_bind().dialect.name
-            runs = self._run_buckets(
-                session, caller, experiment_id, methods, start, end, step, dialect
-            )
+            runs = self._run_buckets(session, caller, experiment_id, methods, start, end, step)
             values = (
                 self._metric_buckets(
-                    session, caller, experiment_id, methods, metric, start, end, step, dialect
+                    session, caller, experiment_id, methods, metric, start, end, step
                 )
                 if metric
                 else {}
@@ -419,21 +416,18 @@ class ExperimentService:
         start: datetime,
         end: datetime,
         step: int,
-        dialect: str,
     ) -> dict[tuple[str, int], tuple[int, int, int]]:
-        t = _bucket_expr(Run.created_at, step, dialect)
-        ok = func.sum(cast(Run.status == "succeeded", Integer))
-        done = func.sum(cast(Run.status.in_(("succeeded", "failed", "timed_out")), Integer))
+        """Runs, succeeded and finished per (variant, bucket) from the per-minute rollups."""
+        m = ExperimentMinute
+        t = (m.minute * 60) // literal(step, Integer) * literal(step, Integer)
         rows = session.execute(
-            select(Run.variant, t, func.count(), ok, done)
+            select(m.variant, t, func.sum(m.runs), func.sum(m.succeeded), func.sum(m.finished))
             .where(
-                Run.org_id == caller.org_id,
-                Run.experiment_id == experiment_id,
-                Run.assignment_method.in_(methods),
-                Run.created_at >= start,
-                Run.created_at < end,
+                *self._scope(m, caller.org_id, experiment_id, methods),
+                m.minute >= _minute(start),
+                m.minute < _minute(end),
             )
-            .group_by(Run.variant, t)
+            .group_by(m.variant, t)
         ).all()
         return {(v, int(b)): (int(n), int(s or 0), int(d or 0)) for v, b, n, s, d in rows}
 
@@ -447,23 +441,20 @@ class ExperimentService:
         start: datetime,
         end: datetime,
         step: int,
-        dialect: str,
     ) -> dict[tuple[str, int], tuple[int, float]]:
-        t = _bucket_expr(RunMetric.created_at, step, dialect)
+        m = ExperimentMetricMinute
+        t = (m.minute * 60) // literal(step, Integer) * literal(step, Integer)
         rows = session.execute(
-            select(RunMetric.variant, t, func.count(), func.avg(RunMetric.value))
-            .join(Run, Run.id == RunMetric.run_id)
+            select(m.variant, t, func.sum(m.count), func.sum(m.sum))
             .where(
-                RunMetric.org_id == caller.org_id,
-                RunMetric.experiment_id == experiment_id,
-                RunMetric.name == metric,
-                Run.assignment_method.in_(methods),
-                RunMetric.created_at >= start,
-                RunMetric.created_at < end,
+                *self._scope(m, caller.org_id, experiment_id, methods),
+                m.name == metric,
+                m.minute >= _minute(start),
+                m.minute < _minute(end),
             )
-            .group_by(RunMetric.variant, t)
+            .group_by(m.variant, t)
         ).all()
-        return {(v, int(b)): (int(n), float(avg)) for v, b, n, avg in rows}
+        return {(v, int(b)): (int(n), float(total) / int(n)) for v, b, n, total in rows if n}
 
 
 # ---- helpers ---------------------------------------------------------------------
@@ -566,17 +557,13 @@ def _compare(a: stats.MeanStats, b: stats.MeanStats) -> dict[str, Any]:
     return {"difference": diff.to_json(), "always_valid": always}
 
 
+def _minute(value: datetime) -> int:
+    return int(value.timestamp()) // 60
+
+
 def _floor(value: datetime, step: int) -> datetime:
     seconds = int(value.timestamp()) // step * step
     return datetime.fromtimestamp(seconds, tz=UTC)
-
-
-def _bucket_expr(column: Any, step: int, dialect: str) -> Any:
-    """Seconds since the epoch of the UTC-aligned bucket start, in SQL."""
-    if dialect == "postgresql":
-        return cast(func.floor(func.extract("epoch", column) / step), Integer) * step
-    epoch = cast(func.strftime("%s", column), Integer)
-    return (epoch // literal(step, Integer)) * literal(step, Integer)
 
 
 def _point(

@@ -9,7 +9,7 @@ mark strings ``"format": "template"`` to have them syntax-checked too.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import jsonschema
@@ -45,7 +45,7 @@ def check_template(source: str, field: str) -> None:
         ) from None
 
 
-def check_schema(schema: Mapping[str, Any], field: str) -> None:
+def check_schema(schema: dict[str, Any], field: str) -> None:
     """422 ``invalid_plugin`` when a plugin's ``schema.json`` is not a valid JSON Schema."""
     try:
         jsonschema.validators.validator_for(schema).check_schema(schema)
@@ -57,16 +57,16 @@ def check_schema(schema: Mapping[str, Any], field: str) -> None:
         ) from None
 
 
-def validate_config(schema: Mapping[str, Any], config: Any, field: str) -> None:
+def validate_config(schema: dict[str, Any], config: Any, field: str) -> None:
     """422 ``invalid_plugin_config`` at the offending path below ``field`` (``....config``)."""
     validator = jsonschema.validators.validator_for(schema)(schema, format_checker=_FORMATS)
     error = jsonschema.exceptions.best_match(validator.iter_errors(config))
     if error is None:
         return
     path = field + _json_path(error.absolute_path)
-    missing = _missing_property(error)
-    if missing is not None:
-        path = f"{path}.{missing}"
+    named = _named_property(error)
+    if named is not None:
+        path = f"{path}.{named}"
     raise Invalid(f"{path}: {_message(error)}", field=path, code="invalid_plugin_config")
 
 
@@ -74,12 +74,17 @@ def _json_path(parts: Iterable[str | int]) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts)
 
 
-def _missing_property(error: ValidationError) -> str | None:
-    """The name a ``required`` error is about, so the field points at it."""
-    if error.validator != "required" or not isinstance(error.instance, dict):
+def _named_property(error: ValidationError) -> str | None:
+    """The property a ``required`` or ``additionalProperties`` error is about, if one."""
+    instance, schema = error.instance, error.schema
+    if not isinstance(instance, dict) or not isinstance(schema, dict):
         return None
-    required = error.validator_value if isinstance(error.validator_value, list) else []
-    return next((str(name) for name in required if name not in error.instance), None)
+    if error.validator == "required" and isinstance(error.validator_value, list):
+        return next((str(name) for name in error.validator_value if name not in instance), None)
+    if error.validator == "additionalProperties" and "patternProperties" not in schema:
+        known = schema.get("properties", {})
+        return next((str(name) for name in sorted(instance) if name not in known), None)
+    return None
 
 
 def _message(error: ValidationError) -> str:

@@ -9,7 +9,7 @@ against its ``schema.json`` now, so a bad config is a 422 naming the field
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from automation_server.errors import Invalid
@@ -58,10 +58,8 @@ class PluginLookup:
         if digest not in self._uploaded:
             data = self.blobs.read(digest)
             self._uploaded[digest] = read_uploaded(ref.name, data, f"{where}.tarball")
-        plugin = self._uploaded[digest]
-        return PluginSource(ref.name, plugin.description, plugin.schema, plugin.files), (
-            f"blob:{digest}"
-        )
+        # One tarball may be used under several names; the name is the reference's.
+        return replace(self._uploaded[digest], name=ref.name), f"blob:{digest}"
 
 
 def plugin_variant(
@@ -92,7 +90,9 @@ def plugin_variant(
         if plugin.schema is not None:
             validate_config(plugin.schema, ref.config, f"{ref_at}.config")
         steps.append({"name": ref.name, "key": _key(ref.name, steps), "config": ref.config})
-        recorded.append({"name": ref.name, "config": ref.config} | ({"tarball": pinned} if pinned else {}))
+        recorded.append(
+            {"name": ref.name, "config": ref.config} | ({"tarball": pinned} if pinned else {})
+        )
     files = sources.base("plugin", {"model": model, "plugins": steps})
     for name, (plugin, _) in chosen.items():
         files.update({f"plugins/{name}/{file}": data for file, data in plugin.files.items()})

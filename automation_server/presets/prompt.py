@@ -32,8 +32,8 @@ def prompt_config(values: Mapping[str, Any], where: str) -> dict[str, Any]:
     prompt = values.get("prompt")
     if prompt is None or not prompt.strip():
         raise Invalid(
-            f"{at(where, 'prompt')}: the prompt may not be "
-            + ("missing" if prompt is None else "empty"),
+            f"{at(where, 'prompt')}: "
+            + ("a prompt is required" if prompt is None else "the prompt may not be empty"),
             field=at(where, "prompt"),
             code="missing_prompt" if prompt is None else "empty_prompt",
         )

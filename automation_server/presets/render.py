@@ -43,7 +43,9 @@ def build_tarball(files: Mapping[str, bytes], executable: Collection[str] = ()) 
         for name in member_names(files):
             if name in files:
                 mode = EXEC_MODE if name in executable else FILE_MODE
-                tar.addfile(_info(name, tarfile.REGTYPE, mode, len(files[name])), io.BytesIO(files[name]))
+                tar.addfile(
+                    _info(name, tarfile.REGTYPE, mode, len(files[name])), io.BytesIO(files[name])
+                )
             else:
                 tar.addfile(_info(name, tarfile.DIRTYPE, DIR_MODE, 0))
     return raw.getvalue()

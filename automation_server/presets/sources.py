@@ -85,9 +85,7 @@ class PresetSources:
         self.presets_dir = presets_dir
         self._common = read_tree(presets_dir / "common", "_preset")
         self._vendor = vendored_files()
-        self._entries = {
-            kind: read_tree(presets_dir / kind, "") for kind in ("prompt", "plugin")
-        }
+        self._entries = {kind: read_tree(presets_dir / kind, "") for kind in ("prompt", "plugin")}
 
     def base(self, kind: str, config: Mapping[str, Any]) -> dict[str, bytes]:
         """The files every tarball of preset ``kind`` has, with ``config`` as preset.json."""

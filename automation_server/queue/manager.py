@@ -33,6 +33,7 @@ from automation_server.errors import Conflict, NotFound
 from automation_server.experiments.rollups import record_finish
 from automation_server.ids import to_rfc3339, utcnow
 from automation_server.logging import get_logger
+from automation_server.observability import Metrics
 from automation_server.queue.notify import Notifier
 
 log = get_logger("queue")
@@ -77,13 +78,18 @@ def backoff_delay(backoff_s: float, attempt: int, rng: random.Random | None = No
 
 
 class RunQueue:
-    def __init__(self, db: Database, notifier: Notifier) -> None:
+    def __init__(self, db: Database, notifier: Notifier, metrics: Metrics | None = None) -> None:
         self._db = db
         self._notifier = notifier
+        self._metrics = metrics or Metrics()
 
     @property
     def notifier(self) -> Notifier:
         return self._notifier
+
+    @property
+    def metrics(self) -> Metrics:
+        return self._metrics
 
     # ---- enqueue ---------------------------------------------------------------
 
@@ -244,6 +250,7 @@ class RunQueue:
         run.finished_at = run.finished_at or now
         run.lease_owner = run.lease_expires_at = None
         record_finish(session, run)
+        self._metrics.runs_finished.labels(status).inc()
         session.execute(
             update(Automation)
             .where(Automation.id == run.automation_id)

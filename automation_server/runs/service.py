@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
 from sqlalchemy import Select, select
 
 from automation_server.db.engine import Database
 from automation_server.db.models import Run
 from automation_server.errors import BadRequest, BlobMissing, NotFound
-from automation_server.pagination import after_cursor, check_limit, encode_cursor
+from automation_server.pagination import after_cursor, check_limit, encode_cursor, parse_time
 from automation_server.queue.manager import FINISHED, RunQueue
 from automation_server.runs.schemas import RunOut, RunPage
 from automation_server.runs.views import run_out
@@ -31,20 +30,6 @@ class RunFilters:
     trigger: str | None = None
     since: str | None = None
     until: str | None = None
-
-
-def parse_time(value: str | None, field: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadRequest(
-            f"{field}: {value!r} is not an RFC 3339 time", field=field, code="invalid_time"
-        ) from None
-    if parsed.tzinfo is None:
-        raise BadRequest(f"{field}: give a time zone (e.g. 'Z')", field=field, code="invalid_time")
-    return parsed
 
 
 class RunService:

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from automation_server.audit import record
 from automation_server.db.engine import Database
 from automation_server.db.models import ApiKey, Organization
-from automation_server.errors import Forbidden, Unauthorized
+from automation_server.errors import Forbidden, NotFound, Unauthorized
 from automation_server.ids import new_id, utcnow
 from automation_server.security.keys import (
     Scope,
@@ -74,7 +75,9 @@ def ensure_organization(db: Database, name: str) -> str:
             return session.scalars(select(Organization.id).where(Organization.name == name)).one()
 
 
-def create_key(db: Database, org_id: str, scope: Scope, name: str | None = None) -> CreatedKey:
+def create_key(
+    db: Database, org_id: str, scope: Scope, name: str | None = None, actor: str = "cli"
+) -> CreatedKey:
     new = generate_key()
     with db.write() as session:
         key = ApiKey(
@@ -87,6 +90,15 @@ def create_key(db: Database, org_id: str, scope: Scope, name: str | None = None)
             created_at=utcnow(),
         )
         session.add(key)
+        record(
+            session,
+            org_id=org_id,
+            actor=actor,
+            action="key.create",
+            resource_type="key",
+            resource_id=key.id,
+            after={"prefix": key.prefix, "scope": scope, "name": name},
+        )
     return CreatedKey(new.plaintext, key.id, org_id, new.prefix, scope)
 
 
@@ -123,3 +135,35 @@ class Authenticator:
             self._last_touch[key_id] = now
         with self._db.write() as session:
             session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=utcnow()))
+
+
+def list_keys(db: Database, org_id: str) -> list[ApiKey]:
+    with db.read() as session:
+        return list(
+            session.scalars(
+                select(ApiKey)
+                .where(ApiKey.org_id == org_id)
+                .order_by(ApiKey.created_at.desc(), ApiKey.id.desc())
+            )
+        )
+
+
+def revoke_key(db: Database, org_id: str, key_id: str, actor: str) -> None:
+    """Revoke a key of the organization; it fails at once on every process."""
+    with db.write() as session:
+        key = session.scalars(
+            select(ApiKey).where(ApiKey.id == key_id, ApiKey.org_id == org_id).with_for_update()
+        ).one_or_none()
+        if key is None:
+            raise NotFound(f"no API key with id '{key_id}'")
+        if key.revoked_at is None:
+            key.revoked_at = utcnow()
+            record(
+                session,
+                org_id=org_id,
+                actor=actor,
+                action="key.revoke",
+                resource_type="key",
+                resource_id=key.id,
+                before={"prefix": key.prefix, "scope": key.scope, "name": key.name},
+            )

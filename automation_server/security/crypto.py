@@ -51,6 +51,27 @@ class SecretBox:
         return self._fernet.rotate(token.encode()).decode()
 
 
+def box_from(keys: str) -> SecretBox:
+    """A box from ``new[,old...]``: encrypts with the first key, decrypts with any."""
+    parts = [k.strip() for k in keys.split(",") if k.strip()]
+    if not parts:
+        raise SecretKeyError("AUTOMATION_SECRET_KEY is empty")
+    return SecretBox(parts[0], *parts[1:])
+
+
+def write_key_file(data_dir: Path, key: str) -> Path:
+    """Replace the data directory's key file atomically (mode 0600)."""
+    path = data_dir / KEY_FILE
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return path
+
+
 def load_or_create_key(configured: str | None, data_dir: Path) -> str:
     """The configured key, else the one in the data directory, else a new one saved there."""
     if configured:

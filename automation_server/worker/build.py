@@ -27,6 +27,7 @@ def build_worker(services: Services, *, concurrency: int | None = None) -> Worke
         work_root=settings.data_dir / "work",
         run_python=settings.run_python,
         archive_limits=archive_limits(settings),
+        metrics=services.metrics,
     )
     w = settings.worker
     return Worker(
@@ -40,4 +41,5 @@ def build_worker(services: Services, *, concurrency: int | None = None) -> Worke
         poll_s=w.poll_s,
         shutdown_grace_s=w.shutdown_grace_s,
         on_finished=services.lifecycle.evaluate,
+        metrics=services.metrics,
     )

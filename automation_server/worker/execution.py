@@ -9,6 +9,7 @@ clear error; only bugs of our own escape as exceptions.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import threading
@@ -23,9 +24,11 @@ from sqlalchemy import select
 
 from automation_server.db.engine import Database
 from automation_server.db.models import Automation, AutomationSecret, Revision, Run
-from automation_server.errors import AutomationError, InvalidArchive
+from automation_server.errors import AutomationError, InvalidArchive, SandboxError
+from automation_server.logging import get_logger
+from automation_server.observability import Metrics
 from automation_server.queue.manager import RunResult
-from automation_server.sandbox.base import Executor, Limits, RunSpec
+from automation_server.sandbox.base import Executor, Limits, Outcome, RunSpec
 from automation_server.sandbox.logcap import LogCapture
 from automation_server.security.crypto import SecretBox
 from automation_server.storage.archive import ArchiveLimits, safe_extract
@@ -35,6 +38,7 @@ from automation_server.worker.cache import TarballCache
 from automation_server.worker.reports import ReportError, read_report
 
 # The directory holding the in-run ``automation_sdk`` package (PYTHONPATH inside).
+log = get_logger("worker")
 SDK_DIR = Path(automation_sdk.__file__).resolve().parent.parent
 LIVE_LOG_INTERVAL_S = 1.0
 MASK = b"[secret]"
@@ -60,6 +64,7 @@ class RunTask:
     timeout_s: int
     network: str
     limits: dict[str, int]
+    waited_s: float = 0.0  # from due (queued or retry time) to claimed
 
     def environment(self) -> dict[str, str]:
         """AUTOMATION_* and user variables; the executor adds PATH, HOME and the rest."""
@@ -111,6 +116,7 @@ def load_task(db: Database, box: SecretBox, run_id: str) -> RunTask:
             timeout_s=automation.timeout_s,
             network=automation.network,
             limits=dict(automation.limits),
+            waited_s=(run.started_at - run.available_at).total_seconds() if run.started_at else 0.0,
         )
 
 
@@ -133,7 +139,16 @@ class LiveLog:
             self._capture.feed(chunk)
             due = time.monotonic() - self._last_flush >= LIVE_LOG_INTERVAL_S
         if due:
-            self.flush()
+            # If the object store is down, the final publish tries again.
+            with contextlib.suppress(AutomationError):
+                self.flush()
+
+    def publish(self, final: bytes) -> None:
+        """Store the final log; a store outage loses the log, never the run's result."""
+        try:
+            self.flush(final)
+        except AutomationError as exc:
+            log.warning("run.log_not_stored", run_id=self._key, error=exc.detail)
 
     def flush(self, final: bytes | None = None) -> None:
         with self._lock:
@@ -158,7 +173,9 @@ class RunExecution:
         work_root: Path,
         run_python: Path,
         archive_limits: ArchiveLimits,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._executor = executor
         self._cache = cache
         self._store = store
@@ -175,9 +192,10 @@ class RunExecution:
         live = LiveLog(self._store, task.run_id, limits.max_log_bytes, task.secrets)
         try:
             spec = self._prepare(task, root, limits)
+            outcome = self._run(spec, cancel, live)
+            result = self._result(outcome, spec.output_dir)
         except AutomationError as exc:
-            live.flush(final=f"run could not start: {exc.detail}\n".encode())
-            shutil.rmtree(root, ignore_errors=True)
+            live.publish(f"run could not start: {exc.detail}\n".encode())
             return RunResult(
                 status="failed",
                 exit_code=None,
@@ -185,12 +203,18 @@ class RunExecution:
                 duration_ms=0,
                 sandbox=self._executor.name,
             )
-        try:
-            outcome = self._executor.run(spec, cancel=cancel, on_output=live.feed)
-            live.flush(final=outcome.log)
-            return self._result(outcome, spec.output_dir)
         finally:
             shutil.rmtree(root, ignore_errors=True)
+        live.publish(outcome.log)
+        return result
+
+    def _run(self, spec: RunSpec, cancel: threading.Event, live: LiveLog) -> Outcome:
+        try:
+            return self._executor.run(spec, cancel=cancel, on_output=live.feed)
+        except SandboxError as exc:
+            if self._metrics is not None:
+                self._metrics.sandbox_failures.inc()
+            raise SandboxError(f"the sandbox could not start the run: {exc.detail}") from exc
 
     def _prepare(self, task: RunTask, root: Path, limits: Limits) -> RunSpec:
         try:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from automation_server.automations.validation import storable_problem
+
 REPORT_FILE = "report.jsonl"
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,99}$")
 MAX_REPORT_BYTES = 1_048_576
@@ -42,6 +44,9 @@ def read_report(output_dir: Path) -> Report:
         for number, raw in enumerate(fh, start=1):
             if raw.strip():
                 _apply(report, _parse(raw, number), number)
+    problem = storable_problem(report.outputs)
+    if problem:
+        raise ReportError(f"an output {problem}")
     size = len(json.dumps(report.outputs))
     if size > MAX_OUTPUTS_BYTES:
         raise ReportError(f"outputs total {size} bytes, over the limit of {MAX_OUTPUTS_BYTES}")

@@ -15,21 +15,47 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from sqlalchemy import update
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from automation_server.db.engine import Database
 from automation_server.db.models import Worker as WorkerRow
+from automation_server.errors import Unavailable
 from automation_server.ids import new_id, utcnow
 from automation_server.logging import bind_run, get_logger
+from automation_server.observability import Metrics
 from automation_server.queue.manager import RunQueue, RunResult
 from automation_server.queue.notify import CANCEL, RUNS
 from automation_server.security.crypto import SecretBox
 from automation_server.worker.execution import RunExecution, load_task
 
 log = get_logger("worker")
+
+T = TypeVar("T")
+# How long a worker keeps trying to record a result while the database is down.
+DATABASE_WAIT_S = 600.0
+
+
+def _log_failure(event: str, exc: Exception, worker_id: str) -> None:
+    """An outage is a one-line warning; anything else is a bug and gets its traceback."""
+    if _transient(exc):
+        log.warning(event, worker_id=worker_id, error=type(exc).__name__)
+    else:
+        log.exception(event, worker_id=worker_id)
+
+
+def _transient(exc: Exception) -> bool:
+    """A lost or refused database connection (worth retrying), not a bug."""
+    if isinstance(exc, Unavailable):
+        return True
+    return isinstance(exc, OperationalError | InterfaceError) or bool(
+        getattr(exc, "connection_invalidated", False)
+    )
 
 
 @dataclass
@@ -54,6 +80,7 @@ class Worker:
         poll_s: float,
         shutdown_grace_s: float,
         on_finished: Callable[[str], object] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.id = new_id()
         self._db = db
@@ -66,6 +93,7 @@ class Worker:
         self._poll_s = poll_s
         self._grace_s = shutdown_grace_s
         self._on_finished = on_finished
+        self._metrics = metrics or Metrics()
         self._inflight: dict[str, InFlight] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -116,8 +144,8 @@ class Worker:
             if free > 0:
                 try:
                     claimed = self._queue.claim(self.id, free, self._lease_s)
-                except Exception:  # database down: log, back off, try again
-                    log.exception("worker.claim_failed", worker_id=self.id)
+                except Exception as exc:  # database down: log, back off, try again
+                    _log_failure("worker.claim_failed", exc, self.id)
                     self._stopping.wait(self._poll_s)
             for run_id in claimed:
                 self._start_run(run_id)
@@ -135,23 +163,26 @@ class Worker:
 
     def _run_one(self, flight: InFlight) -> None:
         try:
-            task = load_task(self._db, self._box, flight.run_id)
+            task = self._durably("load", lambda: load_task(self._db, self._box, flight.run_id))
             with bind_run(task.run_id, task.automation_id, task.variant):
                 log.info("run.started", attempt=task.attempt, worker_id=self.id)
+                self._metrics.dispatch_latency.observe(max(0.0, task.waited_s))
                 result = self._execute(task, flight)
+                self._metrics.run_duration.labels(result.status).observe(result.duration_ms / 1000)
                 if self._record(flight, result):
                     self._after_finish(task.automation_id)
         except Exception:
             log.exception("run.crashed", run_id=flight.run_id)
-            self._record(
-                flight,
-                RunResult(
-                    status="failed",
-                    exit_code=None,
-                    duration_ms=0,
-                    error="internal error while running (see server log)",
-                ),
+            crashed = RunResult(
+                status="failed",
+                exit_code=None,
+                duration_ms=0,
+                error="internal error while running (see server log)",
             )
+            try:
+                self._record(flight, crashed)
+            except Exception:  # the reaper settles the run when its lease expires
+                log.exception("run.record_failed", run_id=flight.run_id)
         finally:
             with self._lock:
                 self._inflight.pop(flight.run_id, None)
@@ -170,14 +201,17 @@ class Worker:
     def _record(self, flight: InFlight, result: RunResult) -> bool:
         """Store the attempt's result; True when the run reached its final state."""
         if flight.handing_back and result.status == "cancelled":
-            handed = self._queue.hand_back(flight.run_id, self.id)
+            handed = self._durably(
+                "hand_back", lambda: self._queue.hand_back(flight.run_id, self.id)
+            )
             log.info("run.handed_back", run_id=flight.run_id, handed=handed)
             return False
         if result.status == "cancelled":
             result = RunResult(
                 **{**result.__dict__, "error": result.error or "cancelled by request"}
             )
-        report = self._queue.finish(flight.run_id, self.id, result)
+        final = result
+        report = self._durably("finish", lambda: self._queue.finish(flight.run_id, self.id, final))
         log.info(
             "run.finished",
             run_id=flight.run_id,
@@ -187,6 +221,22 @@ class Worker:
             recorded=report.recorded,
         )
         return report.recorded and report.final
+
+    def _durably(self, action: str, fn: Callable[[], T]) -> T:
+        """Retry a queue write through a database outage, so a finished run's result is
+        never dropped; the run stays in flight meanwhile and its lease is renewed once
+        the database is back."""
+        delay = 0.2
+        deadline = time.monotonic() + DATABASE_WAIT_S
+        while True:
+            try:
+                return fn()
+            except (DBAPIError, Unavailable) as exc:
+                if not _transient(exc) or time.monotonic() > deadline:
+                    raise
+                log.warning("worker.database_unavailable", action=action, retry_in_s=delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def _after_finish(self, automation_id: str) -> None:
         """Post-run hooks (champion/challenger evaluation); their failure never fails a run."""
@@ -209,8 +259,8 @@ class Worker:
         while not self._stopping.wait(self._heartbeat_s):
             try:
                 self._beat()
-            except Exception:
-                log.exception("worker.heartbeat_failed", worker_id=self.id)
+            except Exception as exc:
+                _log_failure("worker.heartbeat_failed", exc, self.id)
 
     def _beat(self) -> None:
         run_ids = [f.run_id for f in self._snapshot()]

@@ -1,4 +1,4 @@
-"""The CLI quick start of ``sdk/README.md``, run as written against a real server."""
+"""The CLI quick start of the README, run as written against a real server."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from tests.e2e.conftest import require_bwrap
 from tests.e2e.sdk_server import ROOT, serve
 
-README = ROOT / "sdk" / "README.md"
+README = ROOT / "README.md"
 MARKER = "<!-- quickstart:"
 
 

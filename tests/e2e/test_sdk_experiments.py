@@ -20,7 +20,6 @@ from click.testing import CliRunner
 from tests.e2e.sdk_server import Served, serve
 from tests.support import targz
 
-
 CODE = (
     "from automation_sdk import context, report\n"
     "report.metric('score', 1.0 if context.variant == 'b' else 0.5)\n"

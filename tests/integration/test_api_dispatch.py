@@ -154,3 +154,20 @@ def test_other_orgs_cannot_dispatch_or_see_runs(server: LiveServer, http: httpx.
         assert globex.post(f"/v1/runs/{run['id']}/cancel").status_code == 404
         assert globex.get("/v1/runs").json()["items"] == []
         assert globex.get("/v1/runs", params={"automation_id": a["id"]}).json()["items"] == []
+
+
+def test_unstorable_text_is_refused_not_a_500(http: httpx.Client) -> None:
+    a = make_ab(http)
+    path = f"/v1/automations/{a['id']}/dispatch"
+    for payload in ({"x": "nul\u0000byte"}, {"k\u0000": 1}):
+        r = http.post(path, json={"payload": payload})
+        assert (r.status_code, r.json()["code"], r.json()["field"]) == (422, "invalid_text",
+                                                                        "payload")
+    surrogate = b'{"payload": {"x": "\\ud800"}}'
+    r = http.post(path, content=surrogate, headers={"content-type": "application/json"})
+    assert r.status_code in (400, 422)  # the JSON decoder may refuse it first
+    r = http.patch(f"/v1/automations/{a['id']}", json={"env": {"A": "x\u0000"}})
+    assert r.status_code == 422 and r.json()["field"] == "env"
+    for params in ({"name": "a\u0000b"}, {"cursor": "\u0000"}):
+        assert http.get("/v1/automations", params=params).status_code in (200, 400)
+    assert http.get("/v1/runs/%00").status_code in (400, 404)

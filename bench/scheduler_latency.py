@@ -1,0 +1,148 @@
+"""Issue 7: scheduling latency and mass firing on PostgreSQL.
+
+1. Latency: interval automations (every second) with the scheduler loop and a
+   worker in one process; ``started_at - scheduled_for`` and
+   ``created_at - scheduled_for`` per run, p50/p99.
+2. Mass firing: N automations (10,000 in both modes) all due at the same
+   instant; the time until every one of their runs is queued, with 1 and with
+   3 ``automation-server scheduler`` processes, and a check that each tick
+   fired exactly once.
+Baseline for comparison (from the issue): a design polling every 60 s in
+batches of 50 has a worst-case latency of 60 s and needs 10,000 / 50 minutes
+(over three hours) to queue 10,000 due schedules.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select, text
+
+from automation_server.automations.schemas import AutomationCreate, TriggerSpec
+from automation_server.db.models import Run
+from automation_server.ids import utcnow
+from automation_server.scheduler.loop import Scheduler
+from automation_server.worker.build import build_worker
+from bench.common import TRIVIAL_SCRIPT, BenchStack, stack, summary_ms, targz, write_results
+
+CLI = str(Path(sys.executable).with_name("automation-server"))
+
+CLONE_SQL = """
+INSERT INTO automations (id, org_id, name, trigger, trigger_type, schedule_anchor, experiment_id,
+  champion, revision, enabled, timeout_s, network, limits, concurrency, retry, misfire,
+  auto_promote, assignment_key_path, env, webhook_secret, next_run_at, missed_ticks,
+  last_run_id, last_run_status, created_at, updated_at, deleted_at)
+SELECT gen_random_uuid()::text, a.org_id, a.name || '-' || g, a.trigger, a.trigger_type,
+  :due - interval '3600 seconds', NULL, NULL, 1, true, a.timeout_s, a.network, a.limits,
+  a.concurrency, a.retry, a.misfire, NULL, NULL, a.env, NULL, :due, 0, NULL, NULL, now(),
+  now(), NULL
+FROM automations a, generate_series(1, :n) g WHERE a.id = :template;
+INSERT INTO revisions (automation_id, number, experiment_id, champion, variants, actor, reason,
+  created_at)
+SELECT a.id, 1, NULL, NULL, r.variants, 'bench', 'bulk', now()
+FROM automations a JOIN revisions r ON r.automation_id = :template AND r.number = 1
+WHERE a.name LIKE 'mass-%' AND a.id <> :template;
+"""
+
+
+def _automation(s: BenchStack, name: str, seconds: int) -> str:
+    ref = s.services.blobs.upload(s.caller.org_id, targz({"main.py": TRIVIAL_SCRIPT})).ref
+    body = AutomationCreate(
+        name=name, tarball=ref, trigger=TriggerSpec(type="interval", seconds=seconds),
+        concurrency=msgspec_convert({"max_running": 100, "on_overlap": "queue"}))
+    return s.services.automations.create(s.caller, body).id
+
+
+def msgspec_convert(value: dict[str, Any]) -> Any:
+    import msgspec
+
+    from automation_server.automations.schemas import ConcurrencySpec
+
+    return msgspec.convert(value, ConcurrencySpec)
+
+
+def _latency(duration_s: float) -> dict[str, Any]:
+    with stack("postgres", AUTOMATION_WORKER_CONCURRENCY="4", AUTOMATION_POLL_S="1") as s:
+        services = s.services
+        worker = build_worker(services)
+        scheduler = Scheduler(db=services.db, dispatcher=services.dispatcher,
+                              notifier=services.notifier, poll_s=1.0)
+        services.start_listener()
+        worker.start()
+        scheduler.start()
+        ids = [_automation(s, f"tick-{i}", 1) for i in range(3)]
+        time.sleep(duration_s)
+        scheduler.stop()
+        worker.stop(grace_s=10)
+        with services.db.read() as session:
+            runs = list(session.scalars(select(Run).where(Run.automation_id.in_(ids),
+                                                          Run.started_at.is_not(None))))
+    queued = [(r.created_at - r.scheduled_for).total_seconds() for r in runs if r.scheduled_for]
+    started = [(r.started_at - r.scheduled_for).total_seconds() for r in runs
+               if r.scheduled_for and r.started_at]
+    return {"runs": len(runs), "tick_to_queued": summary_ms(queued),
+            "tick_to_started": summary_ms(started)}
+
+
+def _mass(n: int, schedulers: int) -> dict[str, Any]:
+    with stack("postgres") as s:
+        template = _automation(s, "mass-0", 3600)
+        due = utcnow() + timedelta(seconds=8)  # time to start the scheduler processes
+        with s.services.db.write() as session:
+            for statement in CLONE_SQL.strip().split(";\n"):
+                session.execute(text(statement), {"due": due, "n": n - 1, "template": template})
+            session.execute(text("UPDATE automations SET next_run_at = :due, schedule_anchor = "
+                                 ":anchor WHERE id = :t"),
+                            {"due": due, "anchor": due - timedelta(seconds=3600), "t": template})
+        url = s.services.settings.database_url
+        with tempfile.TemporaryDirectory() as tmp:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOMATION_")}
+            env.update(AUTOMATION_DATABASE_URL=url, AUTOMATION_DATA_DIR=str(s.data_dir),
+                       AUTOMATION_LOG_LEVEL="warning", AUTOMATION_POLL_S="1")
+            logs = [open(Path(tmp) / f"s{i}.log", "wb") for i in range(schedulers)]  # noqa: SIM115
+            procs = [subprocess.Popen([CLI, "scheduler"], env=env, stdout=log,
+                                      stderr=subprocess.STDOUT) for log in logs]
+            try:
+                done_at = _wait_for(s, n, due)
+            finally:
+                for proc in procs:
+                    proc.terminate()
+                for proc in procs:
+                    proc.wait(timeout=30)
+                for log in logs:
+                    log.close()
+        with s.services.db.read() as session:
+            total, distinct = session.execute(text(
+                "SELECT count(*), count(DISTINCT (automation_id, scheduled_for)) FROM runs")).one()
+    return {"automations": n, "schedulers": schedulers,
+            "seconds_until_all_queued": round((done_at - due).total_seconds(), 2),
+            "runs": total, "distinct_ticks": distinct}
+
+
+def _wait_for(s: BenchStack, n: int, due: Any, timeout: float = 300) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with s.services.db.read() as session:
+            count = session.scalar(select(func.count()).select_from(Run))
+        if count and count >= n:
+            with s.services.db.read() as session:
+                return session.scalar(select(func.max(Run.created_at)))
+        time.sleep(0.05)
+    raise TimeoutError(f"only {count} of {n} runs were queued")
+
+
+def run(quick: bool) -> dict[str, Any]:
+    latency = _latency(15 if quick else 60)
+    mass = [_mass(10_000, k) for k in (1, 3)]
+    results = {"latency": latency, "mass_firing": mass,
+               "baseline_poll_60s_batch_50": {"worst_case_latency_s": 60,
+                                              "seconds_to_queue_10000": 10_000 / 50 * 60}}
+    path = write_results("scheduler_latency", {"quick": quick, **results})
+    return {"file": str(path), **results}

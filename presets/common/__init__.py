@@ -1,0 +1,1 @@
+"""Helpers shared by the preset entry scripts (in the tarball as ``_preset/``)."""

@@ -1,0 +1,234 @@
+# ruff: noqa: RUF001 - pages write the typographic minus (U+2212) and en dash (U+2013)
+"""Dashboard templates: everything escaped, the sample-ratio warning, the comparison rows."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from automation_server.api.ui.chart import colors_for, line_chart
+from automation_server.api.ui.render import render
+from automation_server.api.ui.session import Session
+from automation_server.automations.schemas import AutomationOut, DecisionOut, VariantOut
+from automation_server.security.accounts import Caller
+
+HOSTILE = '<img src=x onerror="alert(1)">'
+T0 = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
+
+
+def session(scope: str = "write") -> Session:
+    return Session(Caller("org-1", "key-1", "abcd1234", scope), csrf="tok-123")  # type: ignore[arg-type]
+
+
+def variant(name: str, weight: int, description: str = "") -> VariantOut:
+    return VariantOut(
+        name=name,
+        weight=weight,
+        tarball="blob:sha256:" + "a" * 64,
+        digest="sha256:" + "a" * 64,
+        entrypoint=["python3", "main.py"],
+        env={"STYLE": HOSTILE},
+        description=description,
+        source={"kind": "upload"},
+    )
+
+
+def automation(**overrides: Any) -> AutomationOut:
+    fields: dict[str, Any] = {
+        "id": "0193b6c0-0000-7000-8000-000000000001",
+        "name": "ranker",
+        "trigger": {"type": "cron", "schedule": "0 9 * * 1-5", "timezone": "Europe/Berlin"},
+        "experiment_id": "exp-1",
+        "variants": [variant("control", 50), variant("fast", 50, HOSTILE)],
+        "champion": None,
+        "revision": 3,
+        "enabled": True,
+        "timeout_s": 600,
+        "network": "none",
+        "limits": {},
+        "concurrency": {},
+        "retry": {},
+        "misfire": {},
+        "auto_promote": None,
+        "assignment_key_path": None,
+        "env": {},
+        "secrets": ["API_TOKEN"],
+        "created_at": "2026-11-20T09:00:00Z",
+        "updated_at": "2026-11-20T09:00:00Z",
+        "next_run_at": "2026-11-25T08:00:00Z",
+        "last_run": None,
+        "missed_ticks": 0,
+    }
+    fields.update(overrides)
+    return AutomationOut(**fields)
+
+
+def summary(*, srm_flagged: bool = False, metric: str = "score") -> dict[str, Any]:
+    def item(name: str, rate: float, mean: float, vs: dict[str, Any] | None) -> dict[str, Any]:
+        return {
+            "variant": name,
+            "runs_assigned": 120,
+            "runs_finished": {
+                "succeeded": 90,
+                "failed": 25,
+                "timed_out": 3,
+                "cancelled": 2,
+                "skipped": 0,
+            },
+            "success_rate": {
+                "estimate": rate,
+                "interval": [rate - 0.07, rate + 0.06],
+                "successes": 90,
+                "trials": 118,
+            },
+            "duration_ms": {"count": 118, "p50": 812.0, "p95": 3210.0, "mean": 1000.0},
+            "metrics": {metric: {"count": 90, "mean": mean, "interval": [mean - 0.1, mean + 0.1]}},
+            "vs_control": vs,
+        }
+
+    def cmp(estimate: float, prob: float) -> dict[str, Any]:
+        return {
+            "difference": {
+                "estimate": estimate,
+                "interval": [estimate - 0.05, estimate + 0.05],
+                "p_value": 0.0123,
+            },
+            "always_valid": {"interval": [estimate - 0.09, estimate + 0.09], "tau2": 0.002},
+            "prob_better": prob,
+            "prob_better_method": "normal approximation",
+        }
+
+    versus = {"success_rate": cmp(0.041, 0.973), "metrics": {metric: cmp(0.12, 0.9995)}}
+    return {
+        "experiment_id": "exp-1",
+        "by": "variant",
+        "control": "control",
+        "include_forced": False,
+        "variants": [item("control", 0.75, 1.0, None), item("fast", 0.79, 1.12, versus)],
+        "srm": [
+            {
+                "automation_id": "a",
+                "revision": 3,
+                "observed": {"control": 180, "fast": 60},
+                "weights": {"control": 50, "fast": 50},
+                "flagged": srm_flagged,
+                "p_value": 1.2e-9,
+            }
+        ],
+        "srm_flagged": srm_flagged,
+        "always_valid": {"method": "mSPRT", "tuning": "tau2 per comparison"},
+    }
+
+
+def charts(names: list[str], metric: str = "score") -> list[tuple[str, Any]]:
+    colors = colors_for(names)
+    series = [
+        (n, [(T0 + timedelta(hours=h), 1.0 + 0.1 * i + 0.02 * (h % 3)) for h in range(12)])
+        for i, n in enumerate(names)
+    ]
+    return [(f"metric:{metric}", line_chart(metric, series, colors=colors, y_label=str))]
+
+
+def experiment_page(**overrides: Any) -> str:
+    s = overrides.pop("summary", None) or summary()
+    context: dict[str, Any] = {
+        "session": session(),
+        "experiment_id": "exp-1",
+        "automations": [automation()],
+        "summary": s,
+        "entry": {"runs": 240, "last_activity_at": "2026-11-24T08:00:00Z"},
+        "names": ["control", "fast"],
+        "metrics": sorted({m for i in s["variants"] for m in i["metrics"]}),
+        "colors": colors_for(["control", "fast"]),
+        "bucket": "1h",
+        "buckets": ["1m", "1h"],
+        "charts": charts(["control", "fast"]),
+        "promotable": {"control": [automation()], "fast": [automation()]},
+    }
+    context.update(overrides)
+    return render("experiment.html", **context)
+
+
+def test_experiment_page_shows_intervals_differences_and_a_chart_per_metric() -> None:
+    html = experiment_page()
+    assert "75.0% [68.0–81.0]" in html  # success rate with its Wilson interval
+    assert "812 ms" in html and "3.2 s" in html  # duration p50 / p95
+    assert "+4.1 pp [−0.9, +9.1]" in html  # rate difference in percentage points
+    assert "97.3%" in html and "&gt;99.9%" in html  # P(better)
+    assert "+0.12 [+0.03, +0.21]" in html  # always-valid interval of the metric
+    assert "0.012" in html  # Welch p-value
+    svg = re.search(r'<figure class="chart" data-chart="metric:score">.*?</figure>', html, re.S)
+    assert svg is not None
+    assert len(re.findall(r'<path class="series"', svg.group(0))) == 2
+    assert 'id="srm-warning"' not in html
+    assert html.count('action="/ui/automations/0193b6c0-0000-7000-8000-000000000001/promote"') == 2
+
+
+def test_flagged_sample_ratio_mismatch_is_a_warning_with_the_counts() -> None:
+    html = experiment_page(summary=summary(srm_flagged=True))
+    warning = re.search(r'<div class="banner warning".*?</div>', html, re.S)
+    assert warning is not None
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", warning.group(0)))
+    assert "Sample ratio mismatch" in text
+    assert "revision 3: observed control 180, fast 60 against weights control 50, fast 50" in text
+    assert "(p &lt;0.0001)" in text
+
+
+def test_names_and_texts_from_users_are_escaped() -> None:
+    html = experiment_page(summary=summary(metric=HOSTILE), charts=charts(["control"], HOSTILE))
+    assert HOSTILE not in html
+    assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in html
+    decision = DecisionOut(
+        id="d1",
+        kind="promote",
+        variant="fast",
+        reason=HOSTILE,
+        automatic=False,
+        actor="key:abcd1234",
+        revision=4,
+        summary=None,
+        created_at="2026-11-24T08:00:00Z",
+    )
+    page = render(
+        "automation.html",
+        session=session(),
+        a=automation(),
+        revisions=[],
+        decisions=[decision],
+        runs=[],
+        more_runs=False,
+        form={"reason": HOSTILE},
+        idempotency_key="k",
+    )
+    assert HOSTILE not in page and "onerror=&#34;" in page
+
+
+def test_read_only_session_gets_disabled_forms_and_a_banner() -> None:
+    page = render(
+        "automation.html",
+        session=session("read"),
+        a=automation(),
+        revisions=[],
+        decisions=[],
+        runs=[],
+        more_runs=False,
+        form={},
+        idempotency_key="k",
+    )
+    assert "Read-only key" in page
+    dispatch = re.search(r'<form[^>]*id="dispatch-form".*?</form>', page, re.S)
+    assert dispatch is not None and "disabled" in dispatch.group(0)
+    writable = render(
+        "automation.html",
+        session=session("write"),
+        a=automation(),
+        revisions=[],
+        decisions=[],
+        runs=[],
+        more_runs=False,
+        form={},
+        idempotency_key="k",
+    )
+    assert "Read-only key" not in writable
+    assert 'name="csrf_token" value="tok-123"' in writable
