@@ -7,12 +7,13 @@ The API's dispatch, the scheduler's ticks and webhooks all go through
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -32,6 +33,36 @@ from automation_server.security.accounts import Caller
 log = get_logger("dispatch")
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
+
+
+@dataclass
+class Batch:
+    """What the scheduler reads once for a batch of due automations."""
+
+    revisions: dict[str, Revision] = field(default_factory=dict)
+    active: dict[str, int] = field(default_factory=dict)  # queued + running runs
+
+    @classmethod
+    def load(cls, session: Session, automations: Sequence[Automation]) -> Batch:
+        ids = [a.id for a in automations]
+        revisions = session.scalars(
+            select(Revision)
+            .join(
+                Automation,
+                and_(
+                    Automation.id == Revision.automation_id, Automation.revision == Revision.number
+                ),
+            )
+            .where(Automation.id.in_(ids))
+        )
+        active = session.execute(
+            select(Run.automation_id, func.count())
+            .where(Run.automation_id.in_(ids), Run.status.in_(("queued", "running")))
+            .group_by(Run.automation_id)
+        ).all()
+        return cls(
+            revisions={r.automation_id: r for r in revisions}, active={a: int(n) for a, n in active}
+        )
 
 
 def seed_of(automation: Automation) -> str:
@@ -164,9 +195,16 @@ class Dispatcher:
         scheduled_for: datetime | None = None,
         idempotency_key: str | None = None,
         rng: Callable[[], float] | None = None,
+        batch: Batch | None = None,
     ) -> Run:
-        """Choose the variant and insert the run, in the caller's transaction."""
-        revision = session.get(Revision, (automation.id, automation.revision))
+        """Choose the variant and insert the run, in the caller's transaction.
+
+        ``batch`` carries what the scheduler read for many automations at once
+        (current revisions, active run counts), saving queries per tick.
+        """
+        revision = (batch.revisions.get(automation.id) if batch else None) or session.get(
+            Revision, (automation.id, automation.revision)
+        )
         if revision is None:  # every automation is created with revision 1
             raise NotFound(f"automation {automation.id} has no revision {automation.revision}")
         variants = revision.variants
@@ -180,7 +218,7 @@ class Dispatcher:
         chosen = next(v for v in variants if v["name"] == assignment.variant)
         now = utcnow()
         skipped = self._queue_full_reason(session, automation, trigger) or self._overlap_reason(
-            session, automation, trigger
+            session, automation, trigger, batch
         )
         run = Run(
             id=new_id(),
@@ -210,7 +248,9 @@ class Dispatcher:
             log_bytes=0,
             log_truncated=False,
         )
-        self._queue.insert(session, run)
+        self._queue.insert(session, run, flush=batch is None)
+        if batch is not None and run.status == "queued":
+            batch.active[automation.id] = batch.active.get(automation.id, 0) + 1
         record_assignment(session, run)
         self._queue.metrics.runs_dispatched.labels(trigger).inc()
         log.info(
@@ -250,7 +290,9 @@ class Dispatcher:
         )
         raise RateLimited(message, retry_after_s=10)
 
-    def _overlap_reason(self, session: Session, automation: Automation, trigger: str) -> str | None:
+    def _overlap_reason(
+        self, session: Session, automation: Automation, trigger: str, batch: Batch | None = None
+    ) -> str | None:
         """Why a scheduled or webhook fire is dropped by ``on_overlap: skip`` (None to run it).
 
         Manual dispatches are explicit requests and always queue.
@@ -259,11 +301,14 @@ class Dispatcher:
         if trigger == "manual" or policy.get("on_overlap", "skip") != "skip":
             return None
         limit = int(policy.get("max_running", 1))
-        active = session.scalar(
-            select(func.count())
-            .select_from(Run)
-            .where(Run.automation_id == automation.id, Run.status.in_(("queued", "running")))
-        )
+        if batch is not None:
+            active: int | None = batch.active.get(automation.id, 0)
+        else:
+            active = session.scalar(
+                select(func.count())
+                .select_from(Run)
+                .where(Run.automation_id == automation.id, Run.status.in_(("queued", "running")))
+            )
         if (active or 0) < limit:
             return None
         return (

@@ -93,10 +93,15 @@ class RunQueue:
 
     # ---- enqueue ---------------------------------------------------------------
 
-    def insert(self, session: Session, run: Run) -> Run:
-        """Add a queued (or skipped) run in the caller's transaction and wake workers."""
+    def insert(self, session: Session, run: Run, *, flush: bool = True) -> Run:
+        """Add a queued (or skipped) run in the caller's transaction and wake workers.
+
+        ``flush=False`` lets a caller inserting many runs (the scheduler) send them
+        in one batch at commit.
+        """
         session.add(run)
-        session.flush()
+        if flush:
+            session.flush()
         if run.status == "queued":
             self._notifier.runs_queued(session)
         return run

@@ -61,13 +61,24 @@ class Notifier:
         self._send(session, SCHEDULES, "")
 
     def _send(self, session: Session, channel: str, payload: str) -> None:
+        # One notification per channel and payload per transaction is enough: a
+        # scheduler queuing 500 runs wakes the workers once, not 500 times.
+        sent: set[tuple[str, str]] = session.info.setdefault("notified", set())
+        if (channel, payload) in sent:
+            return
+        sent.add((channel, payload))
         if self._postgres:
             session.execute(text("SELECT pg_notify(:c, :p)"), {"c": channel, "p": payload})
 
-        def after_commit(_session: Any) -> None:
+        def after_commit(done: Any) -> None:
+            done.info.pop("notified", None)
             self.deliver(channel, payload)
 
+        def after_rollback(done: Any) -> None:
+            done.info.pop("notified", None)
+
         event.listen(session, "after_commit", after_commit, once=True)
+        event.listen(session, "after_rollback", after_rollback, once=True)
 
 
 class PostgresListener:

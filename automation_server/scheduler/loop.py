@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from automation_server.automations.validation import schedule_of
 from automation_server.db.engine import Database
 from automation_server.db.models import Automation
-from automation_server.dispatch.service import Dispatcher
+from automation_server.dispatch.service import Batch, Dispatcher
 from automation_server.ids import utcnow
 from automation_server.logging import get_logger
 from automation_server.queue.notify import SCHEDULES, Notifier
@@ -115,6 +115,11 @@ class Scheduler:
                 while self.tick() == BATCH and not self._stop.is_set():
                     pass  # a full batch: more may be due right now
                 delay = self._sleep_s()
+            except IntegrityError:
+                # A tick already fired (the unique key refused it): the whole batch
+                # rolled back and the next pass sees the advanced schedules.
+                log.warning("scheduler.tick_conflict")
+                delay = 0.0
             except Exception:  # database down: keep going, it comes back
                 log.exception("scheduler.pass_failed")
                 delay = self._poll_s
@@ -149,11 +154,12 @@ class Scheduler:
                 .limit(BATCH)
                 .with_for_update(skip_locked=True)
             ).all()
+            batch = Batch.load(session, due)
             for automation in due:
-                self._fire(session, automation, now)
+                self._fire(session, automation, now, batch)
         return len(due)
 
-    def _fire(self, session: Session, automation: Automation, now: datetime) -> None:
+    def _fire(self, session: Session, automation: Automation, now: datetime, batch: Batch) -> None:
         schedule = schedule_of(automation.trigger, automation.schedule_anchor)
         if schedule is None or automation.next_run_at is None:
             automation.next_run_at = None
@@ -161,7 +167,14 @@ class Scheduler:
         ticks, count = due_ticks(schedule, automation.next_run_at, now)
         plan = plan_fires(ticks, now, automation.misfire)
         for tick in plan.fire:
-            self._insert(session, automation, tick)
+            self._dispatcher.enqueue(
+                session,
+                automation,
+                trigger=automation.trigger_type,
+                payload={},
+                scheduled_for=tick,
+                batch=batch,
+            )
         missed_total = plan.missed + (count - len(ticks))
         if missed_total:
             automation.missed_ticks += missed_total
@@ -173,21 +186,3 @@ class Scheduler:
                 policy=automation.misfire.get("policy"),
             )
         automation.next_run_at = schedule.next_after(max(now, ticks[-1]))
-
-    def _insert(self, session: Session, automation: Automation, tick: datetime) -> None:
-        """Insert the tick's run; the unique (automation, scheduled_for) key makes it once."""
-        try:
-            with session.begin_nested():
-                self._dispatcher.enqueue(
-                    session,
-                    automation,
-                    trigger=automation.trigger_type,
-                    payload={},
-                    scheduled_for=tick,
-                )
-        except IntegrityError:
-            log.info(
-                "schedule.already_fired",
-                automation_id=automation.id,
-                scheduled_for=tick.isoformat(),
-            )
