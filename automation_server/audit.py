@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from automation_server.db.engine import Database
 from automation_server.db.models import AuditEvent
 from automation_server.ids import new_id, to_rfc3339, utcnow
-from automation_server.pagination import after_cursor, check_limit, encode_cursor, parse_time
+from automation_server.pagination import created_between, fetch_page
 
 if TYPE_CHECKING:
     from automation_server.security.accounts import Caller
@@ -82,7 +82,6 @@ class AuditService:
     def list_page(
         self, caller: Caller, f: AuditFilters, *, limit: int, cursor: str | None
     ) -> AuditPage:
-        check_limit(limit)
         e = AuditEvent
         query = select(e).where(e.org_id == caller.org_id)
         for column, value in (
@@ -93,17 +92,9 @@ class AuditService:
         ):
             if value is not None:
                 query = query.where(column == value)
-        since, until = parse_time(f.since, "since"), parse_time(f.until, "until")
-        if since is not None:
-            query = query.where(e.created_at >= since)
-        if until is not None:
-            query = query.where(e.created_at < until)
-        after = after_cursor(e.created_at, e.id, cursor)
-        if after is not None:
-            query = query.where(after)
-        query = query.order_by(e.created_at.desc(), e.id.desc()).limit(limit + 1)
+        query = query.where(*created_between(e, f.since, f.until))
         with self._db.read() as session:
-            rows = list(session.scalars(query))
+            rows, next_cursor = fetch_page(session, query, e, limit=limit, cursor=cursor)
         items = [
             AuditOut(
                 id=r.id,
@@ -115,11 +106,6 @@ class AuditService:
                 after=r.after,
                 created_at=to_rfc3339(r.created_at) or "",
             )
-            for r in rows[:limit]
+            for r in rows
         ]
-        next_cursor = (
-            encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id)
-            if len(rows) > limit
-            else None
-        )
         return AuditPage(items=items, next_cursor=next_cursor)

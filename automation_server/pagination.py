@@ -12,7 +12,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_
+from sqlalchemy import ColumnElement, Select, and_, or_
+from sqlalchemy.orm import Session
 
 from automation_server.errors import BadRequest
 
@@ -67,3 +68,30 @@ def parse_time(value: str | None, field: str) -> datetime | None:
     if parsed.tzinfo is None:
         raise BadRequest(f"{field}: give a time zone (e.g. 'Z')", field=field, code="invalid_time")
     return parsed
+
+
+def created_between(model: Any, since: str | None, until: str | None) -> list[ColumnElement[bool]]:
+    """``since`` (inclusive) and ``until`` (exclusive) on ``created_at``, from query strings."""
+    start, end = parse_time(since, "since"), parse_time(until, "until")
+    conditions = []
+    if start is not None:
+        conditions.append(model.created_at >= start)
+    if end is not None:
+        conditions.append(model.created_at < end)
+    return conditions
+
+
+def fetch_page(
+    session: Session, query: Select[Any], model: Any, *, limit: int, cursor: str | None
+) -> tuple[list[Any], str | None]:
+    """One newest-first page of ``query`` after ``cursor``, and the cursor of the next."""
+    check_limit(limit)
+    after = after_cursor(model.created_at, model.id, cursor)
+    if after is not None:
+        query = query.where(after)
+    query = query.order_by(model.created_at.desc(), model.id.desc()).limit(limit + 1)
+    rows = list(session.scalars(query))
+    if len(rows) <= limit:
+        return rows, None
+    last = rows[limit - 1]
+    return rows[:limit], encode_cursor(last.created_at, last.id)

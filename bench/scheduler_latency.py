@@ -55,8 +55,11 @@ WHERE a.name LIKE 'mass-%' AND a.id <> :template;
 def _automation(s: BenchStack, name: str, seconds: int) -> str:
     ref = s.services.blobs.upload(s.caller.org_id, targz({"main.py": TRIVIAL_SCRIPT})).ref
     body = AutomationCreate(
-        name=name, tarball=ref, trigger=TriggerSpec(type="interval", seconds=seconds),
-        concurrency=msgspec_convert({"max_running": 100, "on_overlap": "queue"}))
+        name=name,
+        tarball=ref,
+        trigger=TriggerSpec(type="interval", seconds=seconds),
+        concurrency=msgspec_convert({"max_running": 100, "on_overlap": "queue"}),
+    )
     return s.services.automations.create(s.caller, body).id
 
 
@@ -72,8 +75,9 @@ def _latency(duration_s: float) -> dict[str, Any]:
     with stack("postgres", AUTOMATION_WORKER_CONCURRENCY="4", AUTOMATION_POLL_S="1") as s:
         services = s.services
         worker = build_worker(services)
-        scheduler = Scheduler(db=services.db, dispatcher=services.dispatcher,
-                              notifier=services.notifier, poll_s=1.0)
+        scheduler = Scheduler(
+            db=services.db, dispatcher=services.dispatcher, notifier=services.notifier, poll_s=1.0
+        )
         services.start_listener()
         worker.start()
         scheduler.start()
@@ -82,13 +86,22 @@ def _latency(duration_s: float) -> dict[str, Any]:
         scheduler.stop()
         worker.stop(grace_s=10)
         with services.db.read() as session:
-            runs = list(session.scalars(select(Run).where(Run.automation_id.in_(ids),
-                                                          Run.started_at.is_not(None))))
+            runs = list(
+                session.scalars(
+                    select(Run).where(Run.automation_id.in_(ids), Run.started_at.is_not(None))
+                )
+            )
     queued = [(r.created_at - r.scheduled_for).total_seconds() for r in runs if r.scheduled_for]
-    started = [(r.started_at - r.scheduled_for).total_seconds() for r in runs
-               if r.scheduled_for and r.started_at]
-    return {"runs": len(runs), "tick_to_queued": summary_ms(queued),
-            "tick_to_started": summary_ms(started)}
+    started = [
+        (r.started_at - r.scheduled_for).total_seconds()
+        for r in runs
+        if r.scheduled_for and r.started_at
+    ]
+    return {
+        "runs": len(runs),
+        "tick_to_queued": summary_ms(queued),
+        "tick_to_started": summary_ms(started),
+    }
 
 
 def _mass(n: int, schedulers: int) -> dict[str, Any]:
@@ -98,17 +111,27 @@ def _mass(n: int, schedulers: int) -> dict[str, Any]:
         with s.services.db.write() as session:
             for statement in CLONE_SQL.strip().split(";\n"):
                 session.execute(text(statement), {"due": due, "n": n - 1, "template": template})
-            session.execute(text("UPDATE automations SET next_run_at = :due, schedule_anchor = "
-                                 ":anchor WHERE id = :t"),
-                            {"due": due, "anchor": due - timedelta(seconds=3600), "t": template})
+            session.execute(
+                text(
+                    "UPDATE automations SET next_run_at = :due, schedule_anchor = "
+                    ":anchor WHERE id = :t"
+                ),
+                {"due": due, "anchor": due - timedelta(seconds=3600), "t": template},
+            )
         url = s.services.settings.database_url
         with tempfile.TemporaryDirectory() as tmp:
             env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOMATION_")}
-            env.update(AUTOMATION_DATABASE_URL=url, AUTOMATION_DATA_DIR=str(s.data_dir),
-                       AUTOMATION_LOG_LEVEL="warning", AUTOMATION_POLL_S="1")
+            env.update(
+                AUTOMATION_DATABASE_URL=url,
+                AUTOMATION_DATA_DIR=str(s.data_dir),
+                AUTOMATION_LOG_LEVEL="warning",
+                AUTOMATION_POLL_S="1",
+            )
             logs = [open(Path(tmp) / f"s{i}.log", "wb") for i in range(schedulers)]  # noqa: SIM115
-            procs = [subprocess.Popen([CLI, "scheduler"], env=env, stdout=log,
-                                      stderr=subprocess.STDOUT) for log in logs]
+            procs = [
+                subprocess.Popen([CLI, "scheduler"], env=env, stdout=log, stderr=subprocess.STDOUT)
+                for log in logs
+            ]
             try:
                 done_at = _wait_for(s, n, due)
             finally:
@@ -119,11 +142,16 @@ def _mass(n: int, schedulers: int) -> dict[str, Any]:
                 for log in logs:
                     log.close()
         with s.services.db.read() as session:
-            total, distinct = session.execute(text(
-                "SELECT count(*), count(DISTINCT (automation_id, scheduled_for)) FROM runs")).one()
-    return {"automations": n, "schedulers": schedulers,
-            "seconds_until_all_queued": round((done_at - due).total_seconds(), 2),
-            "runs": total, "distinct_ticks": distinct}
+            total, distinct = session.execute(
+                text("SELECT count(*), count(DISTINCT (automation_id, scheduled_for)) FROM runs")
+            ).one()
+    return {
+        "automations": n,
+        "schedulers": schedulers,
+        "seconds_until_all_queued": round((done_at - due).total_seconds(), 2),
+        "runs": total,
+        "distinct_ticks": distinct,
+    }
 
 
 def _wait_for(s: BenchStack, n: int, due: Any, timeout: float = 300) -> Any:
@@ -141,8 +169,13 @@ def _wait_for(s: BenchStack, n: int, due: Any, timeout: float = 300) -> Any:
 def run(quick: bool) -> dict[str, Any]:
     latency = _latency(15 if quick else 60)
     mass = [_mass(10_000, k) for k in (1, 3)]
-    results = {"latency": latency, "mass_firing": mass,
-               "baseline_poll_60s_batch_50": {"worst_case_latency_s": 60,
-                                              "seconds_to_queue_10000": 10_000 / 50 * 60}}
+    results = {
+        "latency": latency,
+        "mass_firing": mass,
+        "baseline_poll_60s_batch_50": {
+            "worst_case_latency_s": 60,
+            "seconds_to_queue_10000": 10_000 / 50 * 60,
+        },
+    }
     path = write_results("scheduler_latency", {"quick": quick, **results})
     return {"file": str(path), **results}

@@ -87,13 +87,12 @@ AutomationName = Annotated[str, Meta(min_length=1, max_length=128, pattern=AUTOM
 Secrets = Annotated[dict[str, Annotated[str, Meta(max_length=65_536)]], Meta(max_length=100)]
 
 
-class AutomationCreate(Strict):
+class AutomationSettings(Strict):
+    """Every field of an automation except its variants (shared with preset bodies)."""
+
     name: AutomationName
     trigger: TriggerSpec = field(default_factory=lambda: TriggerSpec(type="manual"))
     experiment_id: str | None = None
-    variants: Annotated[list[VariantSpec], Meta(min_length=1, max_length=20)] | None = None
-    tarball: Annotated[str, Meta(min_length=1, max_length=2048)] | None = None
-    entrypoint: Entrypoint | None = None
     enabled: bool = True
     timeout_s: Annotated[int, Meta(ge=1)] | None = None
     network: Network = "none"
@@ -105,6 +104,12 @@ class AutomationCreate(Strict):
     assignment_key_path: Annotated[str, Meta(min_length=1, max_length=500)] | None = None
     env: EnvMap = field(default_factory=dict)
     secrets: Secrets = field(default_factory=dict)
+
+
+class AutomationCreate(AutomationSettings):
+    variants: Annotated[list[VariantSpec], Meta(min_length=1, max_length=20)] | None = None
+    tarball: Annotated[str, Meta(min_length=1, max_length=2048)] | None = None
+    entrypoint: Entrypoint | None = None
 
 
 class VariantPatch(Strict):

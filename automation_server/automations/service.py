@@ -49,7 +49,7 @@ from automation_server.db.engine import Database
 from automation_server.db.models import Automation, AutomationSecret, Revision
 from automation_server.errors import Conflict, Invalid, NotFound
 from automation_server.ids import new_id, utcnow
-from automation_server.pagination import after_cursor, check_limit, encode_cursor
+from automation_server.pagination import fetch_page
 from automation_server.queue.manager import RunQueue
 from automation_server.queue.notify import Notifier
 from automation_server.security.accounts import Caller
@@ -238,24 +238,14 @@ class AutomationService:
     def list_page(
         self, caller: Caller, *, name: str | None, limit: int, cursor: str | None
     ) -> AutomationPage:
-        check_limit(limit)
         query = select(Automation).where(
             Automation.org_id == caller.org_id, Automation.deleted_at.is_(None)
         )
         if name:
             query = query.where(Automation.name == name)
-        after = after_cursor(Automation.created_at, Automation.id, cursor)
-        if after is not None:
-            query = query.where(after)
-        query = query.order_by(Automation.created_at.desc(), Automation.id.desc()).limit(limit + 1)
         with self._db.read() as session:
-            rows = list(session.scalars(query))
-            items = [automation_out(session, row) for row in rows[:limit]]
-        next_cursor = (
-            encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id)
-            if len(rows) > limit
-            else None
-        )
+            rows, next_cursor = fetch_page(session, query, Automation, limit=limit, cursor=cursor)
+            items = [automation_out(session, row) for row in rows]
         return AutomationPage(items=items, next_cursor=next_cursor)
 
     def revisions(self, caller: Caller, automation_id: str) -> RevisionPage:

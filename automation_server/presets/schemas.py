@@ -18,17 +18,10 @@ from typing import Annotated, Any
 from msgspec import Meta, Struct, field
 
 from automation_server.automations.schemas import (
-    AutomationName,
-    AutoPromoteSpec,
-    ConcurrencySpec,
+    AutomationSettings,
     EnvMap,
-    LimitsSpec,
-    MisfireSpec,
     Network,
-    RetrySpec,
-    Secrets,
     Strict,
-    TriggerSpec,
     VariantName,
     Weight,
 )
@@ -43,26 +36,13 @@ Description = Annotated[str, Meta(max_length=10_000)]
 PluginName = Annotated[str, Meta(pattern=PLUGIN_NAME)]
 
 
-class PresetCommon(Strict):
+class PresetCommon(AutomationSettings):
     """The automation fields a preset body shares with ``POST /v1/automations``.
 
     Presets default to ``egress`` network: a model or a URL is what they call.
     """
 
-    name: AutomationName
-    trigger: TriggerSpec = field(default_factory=lambda: TriggerSpec(type="manual"))
-    experiment_id: str | None = None
-    enabled: bool = True
-    timeout_s: Annotated[int, Meta(ge=1)] | None = None
     network: Network = "egress"
-    limits: LimitsSpec = field(default_factory=LimitsSpec)
-    concurrency: ConcurrencySpec = field(default_factory=ConcurrencySpec)
-    retry: RetrySpec = field(default_factory=RetrySpec)
-    misfire: MisfireSpec = field(default_factory=MisfireSpec)
-    auto_promote: AutoPromoteSpec | None = None
-    assignment_key_path: Annotated[str, Meta(min_length=1, max_length=500)] | None = None
-    env: EnvMap = field(default_factory=dict)
-    secrets: Secrets = field(default_factory=dict)
 
 
 # Fields every preset variant has; ``env`` and ``description`` as in a plain variant.

@@ -9,7 +9,7 @@ from sqlalchemy import Select, select
 from automation_server.db.engine import Database
 from automation_server.db.models import Run
 from automation_server.errors import BadRequest, BlobMissing, NotFound
-from automation_server.pagination import after_cursor, check_limit, encode_cursor, parse_time
+from automation_server.pagination import created_between, fetch_page
 from automation_server.queue.manager import FINISHED, RunQueue
 from automation_server.runs.schemas import RunOut, RunPage
 from automation_server.runs.views import run_out
@@ -41,21 +41,10 @@ class RunService:
     def list_page(
         self, caller: Caller, filters: RunFilters, *, limit: int, cursor: str | None
     ) -> RunPage:
-        check_limit(limit)
         query = self._filtered(caller, filters)
-        after = after_cursor(Run.created_at, Run.id, cursor)
-        if after is not None:
-            query = query.where(after)
-        query = query.order_by(Run.created_at.desc(), Run.id.desc()).limit(limit + 1)
         with self._db.read() as session:
-            rows = list(session.scalars(query))
-        items = [run_out(r) for r in rows[:limit]]
-        next_cursor = (
-            encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id)
-            if len(rows) > limit
-            else None
-        )
-        return RunPage(items=items, next_cursor=next_cursor)
+            rows, next_cursor = fetch_page(session, query, Run, limit=limit, cursor=cursor)
+        return RunPage(items=[run_out(r) for r in rows], next_cursor=next_cursor)
 
     def _filtered(self, caller: Caller, f: RunFilters) -> Select[Run]:
         if f.status is not None and f.status not in STATUSES:
@@ -80,12 +69,7 @@ class RunService:
         ):
             if value is not None:
                 query = query.where(column == value)
-        since, until = parse_time(f.since, "since"), parse_time(f.until, "until")
-        if since is not None:
-            query = query.where(Run.created_at >= since)
-        if until is not None:
-            query = query.where(Run.created_at < until)
-        return query
+        return query.where(*created_between(Run, f.since, f.until))
 
     def get(self, caller: Caller, run_id: str) -> RunOut:
         return run_out(self._load(caller, run_id))
