@@ -161,8 +161,11 @@ def test_unstorable_text_is_refused_not_a_500(http: httpx.Client) -> None:
     path = f"/v1/automations/{a['id']}/dispatch"
     for payload in ({"x": "nul\u0000byte"}, {"k\u0000": 1}):
         r = http.post(path, json={"payload": payload})
-        assert (r.status_code, r.json()["code"], r.json()["field"]) == (422, "invalid_text",
-                                                                        "payload")
+        assert (r.status_code, r.json()["code"], r.json()["field"]) == (
+            422,
+            "invalid_text",
+            "payload",
+        )
     surrogate = b'{"payload": {"x": "\\ud800"}}'
     r = http.post(path, content=surrogate, headers={"content-type": "application/json"})
     assert r.status_code in (400, 422)  # the JSON decoder may refuse it first
