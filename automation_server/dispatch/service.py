@@ -130,7 +130,9 @@ class Dispatcher:
                     Automation.org_id == caller.org_id,
                     Automation.deleted_at.is_(None),
                 )
-                .with_for_update()
+                # KEY SHARE: waits for a PATCH (the revision is consistent) but not for
+                # other dispatches or workers claiming this automation's runs.
+                .with_for_update(read=True, key_share=True)
             ).one_or_none()
             if automation is None:
                 raise NotFound(f"no automation with id '{automation_id}'")

@@ -150,7 +150,9 @@ class RunQueue:
             select(Automation.id, Automation.concurrency)
             .where(Automation.id.in_(sorted(automation_ids)))
             .order_by(Automation.id)
-            .with_for_update()
+            # NO KEY UPDATE: claimers of one automation serialise, while dispatches
+            # (KEY SHARE) keep inserting runs for it without waiting.
+            .with_for_update(key_share=True)
         ).all()
         running = dict(
             session.execute(

@@ -152,7 +152,7 @@ class Scheduler:
                 )
                 .order_by(Automation.next_run_at)
                 .limit(BATCH)
-                .with_for_update(skip_locked=True)
+                .with_for_update(skip_locked=True, key_share=True)
             ).all()
             batch = Batch.load(session, due)
             for automation in due:
