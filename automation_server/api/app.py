@@ -21,6 +21,7 @@ from automation_server.api import (
 )
 from automation_server.api.auth import provide_caller
 from automation_server.api.errors import EXCEPTION_HANDLERS
+from automation_server.api.openapi import polish
 from automation_server.api.ui import ui_router
 from automation_server.services import Services
 
@@ -62,7 +63,7 @@ def create_app(services: Services) -> Litestar:
         route_handlers=[hooks.receive_webhook],
         request_max_body_size=services.settings.uploads.max_payload_bytes,
     )
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             health.health,
             health.ready,
@@ -77,3 +78,5 @@ def create_app(services: Services) -> Litestar:
         openapi_config=OpenAPIConfig(title="Automation server", version="1.0.0", path="/schema"),
         debug=False,
     )
+    polish(app.openapi_schema)
+    return app

@@ -77,3 +77,12 @@ def test_openapi_schema_is_served(server: LiveServer) -> None:
         spec = http.get("/schema/openapi.json").json()
     assert "/v1/automations" in spec["paths"]
     assert "/v1/uploads" in spec["paths"]
+    error = spec["components"]["schemas"]["Error"]
+    assert error["required"] == ["status_code", "code", "detail", "field"]
+    create = spec["paths"]["/v1/automations"]["post"]
+    for status in ("400", "401", "403", "409", "422", "429"):
+        ref = create["responses"][status]["content"]["application/json"]["schema"]["$ref"]
+        assert ref == "#/components/schemas/Error"
+    assert spec["components"]["schemas"]["AutomationCreate"]["additionalProperties"] is False
+    upload = spec["paths"]["/v1/uploads"]["post"]["requestBody"]["content"]
+    assert upload["application/octet-stream"]["schema"]["format"] == "binary"
