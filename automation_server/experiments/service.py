@@ -527,6 +527,7 @@ def _comparison(
     rate = _compare(
         stats.MeanStats.from_successes(s_c, n_c), stats.MeanStats.from_successes(s_v, n_v)
     )
+    _clip_to_rate_range(rate)
     rate["prob_better"] = stats.prob_beats_control_rate(s_c, n_c, s_v, n_v) if n_c and n_v else None
     rate["prob_better_method"] = "beta(1,1) posteriors"
     out: dict[str, Any] = {"success_rate": rate, "metrics": {}}
@@ -536,6 +537,15 @@ def _comparison(
         cmp["prob_better_method"] = "normal approximation"
         out["metrics"][name] = cmp
     return out
+
+
+def _clip_to_rate_range(comparison: dict[str, Any]) -> None:
+    """A difference of two rates lies in [-1, 1]: intervals are cut there (still valid,
+    since the true difference cannot lie outside)."""
+    for part in (comparison.get("difference"), comparison.get("always_valid")):
+        if part and part.get("interval"):
+            low, high = part["interval"]
+            part["interval"] = [max(-1.0, low), min(1.0, high)]
 
 
 def _compare(a: stats.MeanStats, b: stats.MeanStats) -> dict[str, Any]:
