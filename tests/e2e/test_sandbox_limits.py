@@ -135,7 +135,12 @@ def test_daemonised_child_does_not_outlive_the_run(tmp_path: Path) -> None:
     )
     background = Background(executor, spec)
     background.wait_for_output("spawned")
+    # The grandchild may still be between fork and exec when "spawned" is printed.
+    deadline = time.monotonic() + 10
     daemons = processes_matching(lambda cmd: marker.encode() in cmd)
+    while not daemons and time.monotonic() < deadline:
+        time.sleep(0.05)
+        daemons = processes_matching(lambda cmd: marker.encode() in cmd)
     assert len(daemons) == 1, "the daemon should be running while the run is"
     status = Path(f"/proc/{daemons[0]}/status").read_text()
     uid = int(next(ln for ln in status.splitlines() if ln.startswith("Uid:")).split()[1])
