@@ -101,7 +101,9 @@ def _start_scheduler(services: Any) -> Callable[[], None]:
         notifier=services.notifier,
         poll_s=services.settings.worker.poll_s,
     )
-    collector = GarbageCollector(services.db, services.store, services.settings.retention)
+    collector = GarbageCollector(
+        services.db, services.queue, services.store, services.settings.retention
+    )
     services.start_listener()
     scheduler.start()
     collector.start()
@@ -291,9 +293,9 @@ def gc(dry_run: bool) -> None:
     _migrate_if_needed(settings)
     services = build_services(settings)
     try:
-        report = GarbageCollector(services.db, services.store, settings.retention).collect(
-            dry_run=dry_run
-        )
+        report = GarbageCollector(
+            services.db, services.queue, services.store, settings.retention
+        ).collect(dry_run=dry_run)
     finally:
         services.close()
     for name, value in describe(report).items():

@@ -83,6 +83,8 @@ class WorkerSettings:
     shutdown_grace_s: float = 30.0
     kill_grace_s: float = 5.0
     cache_mb: int = 1024
+    # Platform failures a run may have before it ends failed (origin "infrastructure").
+    max_infra_attempts: int = 3
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,7 @@ def _worker_settings(env: Mapping[str, str]) -> WorkerSettings:
         shutdown_grace_s=_float(env, "AUTOMATION_SHUTDOWN_GRACE_S", 30.0),
         kill_grace_s=_float(env, "AUTOMATION_KILL_GRACE_S", 5.0),
         cache_mb=_int(env, "AUTOMATION_CACHE_MB", 1024, minimum=16),
+        max_infra_attempts=_int(env, "AUTOMATION_MAX_INFRA_ATTEMPTS", 3, minimum=1),
     )
 
 

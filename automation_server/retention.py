@@ -16,18 +16,20 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
 from automation_server.config import RetentionSettings
 from automation_server.db.engine import Database
-from automation_server.db.models import Blob, BlobOwner, Revision, Run, RunMetric, WebhookDelivery
+from automation_server.db.models import Blob, BlobOwner, Revision, Run
 from automation_server.errors import AutomationError
 from automation_server.ids import utcnow
 from automation_server.logging import get_logger
+from automation_server.queue.manager import RunQueue
+from automation_server.statuses import FINISHED
 from automation_server.storage.blobs import blob_key, log_key
 from automation_server.storage.blobstore import BlobStore
 
@@ -36,7 +38,6 @@ log = get_logger("retention")
 GC_LOCK_ID = 7_412_903_312
 BATCH = 1000
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
-FINISHED = ("succeeded", "failed", "timed_out", "cancelled", "skipped")
 
 
 @dataclass
@@ -57,10 +58,13 @@ def referenced_digests(session: Session) -> set[str]:
 
 
 class GarbageCollector:
-    def __init__(self, db: Database, store: BlobStore, settings: RetentionSettings) -> None:
+    def __init__(
+        self, db: Database, queue: RunQueue, store: BlobStore, settings: RetentionSettings
+    ) -> None:
         self._objects: list[str] = []
         self._digests: list[str] = []
         self._db = db
+        self._queue = queue
         self._store = store
         self._settings = settings
         self._stop = threading.Event()
@@ -98,38 +102,26 @@ class GarbageCollector:
         return bool(got)
 
     def _expire_runs(self, session: Session, dry_run: bool) -> int:
-        cutoff = utcnow() - timedelta(days=self._settings.runs_days)
-        ids = list(
-            session.scalars(
-                select(Run.id)
-                .where(Run.status.in_(FINISHED), Run.finished_at < cutoff)
-                .limit(BATCH * 10)
-            )
-        )
-        if dry_run or not ids:
-            return len(ids)
-        for start in range(0, len(ids), BATCH):
-            chunk = ids[start : start + BATCH]
-            session.execute(delete(RunMetric).where(RunMetric.run_id.in_(chunk)))
-            session.execute(delete(WebhookDelivery).where(WebhookDelivery.run_id.in_(chunk)))
-            session.execute(delete(Run).where(Run.id.in_(chunk)))
+        cutoff = self._queue.now(session) - timedelta(days=self._settings.runs_days)
+        if dry_run:
+            return self._count_finished(session, cutoff)
+        ids = self._queue.expire_finished(session, cutoff, BATCH * 10)
         self._objects.extend(log_key(run_id) for run_id in ids)
         return len(ids)
 
     def _expire_logs(self, session: Session, dry_run: bool) -> int:
-        cutoff = utcnow() - timedelta(days=self._settings.logs_days)
-        ids = list(
-            session.scalars(
-                select(Run.id)
-                .where(Run.status.in_(FINISHED), Run.finished_at < cutoff, Run.log_bytes > 0)
-                .limit(BATCH * 10)
-            )
-        )
-        if dry_run or not ids:
-            return len(ids)
+        cutoff = self._queue.now(session) - timedelta(days=self._settings.logs_days)
+        if dry_run:
+            return self._count_finished(session, cutoff, with_log=True)
+        ids = self._queue.logs_to_forget(session, cutoff, BATCH * 10)
         self._objects.extend(log_key(run_id) for run_id in ids)
-        session.execute(update(Run).where(Run.id.in_(ids)).values(log_bytes=0, log_truncated=False))
         return len(ids)
+
+    def _count_finished(self, session: Session, cutoff: datetime, with_log: bool = False) -> int:
+        query = select(Run.id).where(Run.status.in_(FINISHED), Run.finished_at < cutoff)
+        if with_log:
+            query = query.where(Run.log_bytes > 0)
+        return len(session.scalars(query.limit(BATCH * 10)).all())
 
     def _collect_blobs(self, session: Session, dry_run: bool) -> int:
         cutoff = utcnow() - timedelta(days=self._settings.blob_grace_days)

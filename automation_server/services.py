@@ -11,11 +11,13 @@ from automation_server.config import Settings
 from automation_server.db.engine import Database
 from automation_server.dispatch.service import Dispatcher
 from automation_server.dispatch.webhooks import WebhookService
+from automation_server.experiments.rollups import ExperimentRollups
 from automation_server.experiments.service import ExperimentService
 from automation_server.observability import Metrics
 from automation_server.presets.service import PresetService
 from automation_server.queue.manager import RunQueue
 from automation_server.queue.notify import Notifier, PostgresListener
+from automation_server.queue.workers import WorkerRegistry
 from automation_server.runs.service import RunService
 from automation_server.security.accounts import Authenticator
 from automation_server.security.crypto import SecretBox, box_from, load_or_create_key
@@ -45,6 +47,7 @@ class Services:
     audit: AuditService
     metrics: Metrics
     presets: PresetService
+    workers: WorkerRegistry
     listener: PostgresListener | None = None
 
     def start_listener(self) -> None:
@@ -78,7 +81,8 @@ def build_services(settings: Settings, *, store: BlobStore | None = None) -> Ser
     )
     notifier = Notifier(postgres=not db.is_sqlite)
     metrics = Metrics(db)
-    queue = RunQueue(db, notifier, metrics)
+    queue = RunQueue(db, notifier, metrics, max_infra_attempts=settings.worker.max_infra_attempts)
+    queue.add_listener(ExperimentRollups())
     dispatcher = Dispatcher(
         db,
         queue,
@@ -106,4 +110,5 @@ def build_services(settings: Settings, *, store: BlobStore | None = None) -> Ser
         audit=AuditService(db),
         metrics=metrics,
         presets=PresetService(automations, blobs, settings),
+        workers=WorkerRegistry(db, queue.clock),
     )

@@ -52,6 +52,7 @@ from automation_server.ids import new_id, utcnow
 from automation_server.pagination import fetch_page
 from automation_server.queue.manager import RunQueue
 from automation_server.queue.notify import Notifier
+from automation_server.scheduler.triggers import schedule_of
 from automation_server.security.accounts import Caller
 from automation_server.security.crypto import SecretBox
 from automation_server.storage.blobs import BlobService
@@ -127,6 +128,7 @@ class AutomationService:
             network=body.network,
             limits=limits,
             concurrency=to_builtins(body.concurrency),
+            max_running=body.concurrency.max_running,
             retry=to_builtins(body.retry),
             misfire=to_builtins(body.misfire),
             auto_promote=to_builtins(body.auto_promote) if body.auto_promote else None,
@@ -358,6 +360,8 @@ class AutomationService:
     ) -> None:
         for name, value in changes.items():
             setattr(row, name, value)
+        if changes.get("concurrency"):
+            row.max_running = int(changes["concurrency"]["max_running"])
         row.experiment_id = experiment_id
         row.env = env
         if "trigger" in changes:
@@ -474,7 +478,7 @@ class AutomationService:
     def _next_run(self, row: Automation) -> Any:
         if not row.enabled:
             return None
-        schedule = rules.schedule_of(row.trigger, row.schedule_anchor)
+        schedule = schedule_of(row.trigger, row.schedule_anchor)
         return schedule.next_after(utcnow()) if schedule else None
 
     def _set_secrets(

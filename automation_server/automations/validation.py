@@ -21,7 +21,7 @@ from automation_server.automations.schemas import (
 )
 from automation_server.config import LimitSettings, RunLimits
 from automation_server.errors import Invalid
-from automation_server.scheduler.triggers import Schedule, parse_cron, parse_interval
+from automation_server.scheduler.triggers import parse_cron, parse_interval
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 RESERVED_ENV_PREFIX = "AUTOMATION_"
@@ -212,12 +212,3 @@ def normalise_trigger(spec: TriggerSpec) -> dict[str, Any]:
                 code="invalid_trigger",
             )
     return {"type": spec.type}
-
-
-def schedule_of(trigger: Mapping[str, Any], anchor: datetime) -> Schedule | None:
-    """The fire-time calculator of a stored trigger; None for manual and webhook."""
-    if trigger["type"] == "cron":
-        return parse_cron(trigger["schedule"], trigger.get("timezone", "UTC"))
-    if trigger["type"] == "interval":
-        return parse_interval(int(trigger["seconds"]), anchor=anchor)
-    return None

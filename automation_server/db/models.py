@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Float,
     ForeignKey,
     Index,
@@ -26,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from automation_server.db.types import JsonType, UTCDateTime
+from automation_server.statuses import FailureOrigin, RunStatus, check_constraint
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -122,6 +124,8 @@ class Automation(Base):
     network: Mapped[str] = mapped_column(String(16))
     limits: Mapped[dict[str, Any]]
     concurrency: Mapped[dict[str, Any]]
+    # concurrency.max_running as a column, so the claim query can compare it in SQL.
+    max_running: Mapped[int] = mapped_column(Integer, default=1)
     retry: Mapped[dict[str, Any]]
     misfire: Mapped[dict[str, Any]]
     auto_promote: Mapped[dict[str, Any] | None]
@@ -230,6 +234,11 @@ class Run(Base):
             "status",
             **_partial("status IN ('queued', 'running')"),
         ),
+        CheckConstraint(check_constraint(RunStatus, "status"), name="status"),
+        CheckConstraint(
+            f"failure_origin IS NULL OR {check_constraint(FailureOrigin, 'failure_origin')}",
+            name="failure_origin",
+        ),
     )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
@@ -244,7 +253,11 @@ class Run(Base):
     trigger: Mapped[str] = mapped_column(String(16))
     scheduled_for: Mapped[datetime | None]
     status: Mapped[str] = mapped_column(String(16))
+    # Whose fault the final failure was ("run" or "infrastructure"); null otherwise.
+    failure_origin: Mapped[str | None] = mapped_column(String(16))
     attempt: Mapped[int] = mapped_column(Integer, default=1)
+    # Attempts lost to the platform: they do not use up the user's retry.max_attempts.
+    infra_failures: Mapped[int] = mapped_column(Integer, default=0)
     attempts: Mapped[list[dict[str, Any]]] = mapped_column(JsonType)
     exit_code: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
@@ -311,15 +324,18 @@ class ExperimentRollup(Base):
     timed_out: Mapped[int] = mapped_column(BigInteger, default=0)
     cancelled: Mapped[int] = mapped_column(BigInteger, default=0)
     skipped: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Failed runs of origin "infrastructure": shown, never counted as the variant's failures.
+    infrastructure_failures: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Durations as (n, mean, M2), merged with Chan's formula (see experiments/moments.py).
     duration_count: Mapped[int] = mapped_column(BigInteger, default=0)
-    duration_sum: Mapped[float] = mapped_column(Float, default=0.0)
-    duration_sum_sq: Mapped[float] = mapped_column(Float, default=0.0)
+    duration_mean: Mapped[float] = mapped_column(Float, default=0.0)
+    duration_m2: Mapped[float] = mapped_column(Float, default=0.0)
     first_at: Mapped[datetime | None]
     last_at: Mapped[datetime | None]
 
 
 class ExperimentMetricRollup(Base):
-    """Count, sum and sum of squares of one reported metric, same grouping."""
+    """Count, mean and M2 (sum of squared deviations) of one reported metric, same grouping."""
 
     __tablename__ = "experiment_metric_rollups"
 
@@ -331,8 +347,8 @@ class ExperimentMetricRollup(Base):
     method: Mapped[str] = mapped_column(String(16), primary_key=True)
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger, default=0)
-    sum: Mapped[float] = mapped_column(Float, default=0.0)
-    sum_sq: Mapped[float] = mapped_column(Float, default=0.0)
+    mean: Mapped[float] = mapped_column(Float, default=0.0)
+    m2: Mapped[float] = mapped_column(Float, default=0.0)
 
 
 class ExperimentDurationBucket(Base):

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -22,13 +22,13 @@ from automation_server.db.engine import Database
 from automation_server.db.models import Automation, Revision, Run
 from automation_server.dispatch.assignment import choose_variant
 from automation_server.errors import Conflict, NotFound, RateLimited, TooLarge
-from automation_server.experiments.rollups import record_assignment
-from automation_server.ids import new_id, utcnow
 from automation_server.logging import get_logger
 from automation_server.queue.manager import RunQueue
+from automation_server.queue.newrun import NewRun
 from automation_server.runs.schemas import DispatchRequest, RunOut
 from automation_server.runs.views import run_out
 from automation_server.security.accounts import Caller
+from automation_server.statuses import RunStatus, Trigger
 
 log = get_logger("dispatch")
 
@@ -41,9 +41,12 @@ class Batch:
 
     revisions: dict[str, Revision] = field(default_factory=dict)
     active: dict[str, int] = field(default_factory=dict)  # queued + running runs
+    now: datetime | None = None  # the database's time, read once for the batch
 
     @classmethod
-    def load(cls, session: Session, automations: Sequence[Automation]) -> Batch:
+    def load(
+        cls, session: Session, queue: RunQueue, automations: Sequence[Automation], now: datetime
+    ) -> Batch:
         ids = [a.id for a in automations]
         revisions = session.scalars(
             select(Revision)
@@ -55,13 +58,10 @@ class Batch:
             )
             .where(Automation.id.in_(ids))
         )
-        active = session.execute(
-            select(Run.automation_id, func.count())
-            .where(Run.automation_id.in_(ids), Run.status.in_(("queued", "running")))
-            .group_by(Run.automation_id)
-        ).all()
         return cls(
-            revisions={r.automation_id: r for r in revisions}, active={a: int(n) for a, n in active}
+            revisions={r.automation_id: r for r in revisions},
+            active=queue.active_counts(session, ids),
+            now=now,
         )
 
 
@@ -83,6 +83,10 @@ class Dispatcher:
         self._queue = queue
         self._max_payload_bytes = max_payload_bytes
         self._max_queued = max_queued_per_org
+
+    @property
+    def queue(self) -> RunQueue:
+        return self._queue
 
     def dispatch(
         self,
@@ -159,16 +163,7 @@ class Dispatcher:
 
     def _reuse_key(self, session: Session, automation_id: str, key: str) -> Run | None:
         """The run created with this key in the last 24 h; an older one gives the key up."""
-        run = session.scalars(
-            select(Run).where(Run.automation_id == automation_id, Run.idempotency_key == key)
-        ).one_or_none()
-        if run is None:
-            return None
-        if run.created_at >= utcnow() - IDEMPOTENCY_WINDOW:
-            return run
-        run.idempotency_key = None
-        session.flush()
-        return None
+        return self._queue.idempotent_run(session, automation_id, key, IDEMPOTENCY_WINDOW)
 
     def _find_idempotent(
         self, caller: Caller, automation_id: str, key: str | None
@@ -218,42 +213,28 @@ class Dispatcher:
             rng=rng,
         )
         chosen = next(v for v in variants if v["name"] == assignment.variant)
-        now = utcnow()
         skipped = self._queue_full_reason(session, automation, trigger) or self._overlap_reason(
             session, automation, trigger, batch
         )
-        run = Run(
-            id=new_id(),
+        new = NewRun(
             org_id=automation.org_id,
             automation_id=automation.id,
-            automation_revision=automation.revision,
+            revision=automation.revision,
             experiment_id=automation.experiment_id,
             variant=assignment.variant,
             assignment=assignment.to_json(),
-            assignment_method=assignment.method,
+            method=assignment.method,
             tarball_digest=chosen["digest"],
             trigger=trigger,
-            scheduled_for=scheduled_for,
-            status="skipped" if skipped else "queued",
-            attempt=1,
-            attempts=[],
-            exit_code=None,
-            error=skipped,
             payload=payload,
+            now=batch.now if batch and batch.now else self._queue.now(session),
+            scheduled_for=scheduled_for,
             idempotency_key=idempotency_key,
-            available_at=now,
-            cancel_requested=False,
-            created_at=now,
-            finished_at=now if skipped else None,
-            metrics={},
-            outputs={},
-            log_bytes=0,
-            log_truncated=False,
+            skipped_reason=skipped,
         )
-        self._queue.insert(session, run, flush=batch is None)
-        if batch is not None and run.status == "queued":
+        run = self._queue.enqueue(session, new, flush=batch is None)
+        if batch is not None and run.status == RunStatus.QUEUED:
             batch.active[automation.id] = batch.active.get(automation.id, 0) + 1
-        record_assignment(session, run)
         self._queue.metrics.runs_dispatched.labels(trigger).inc()
         log.info(
             "run.queued" if not skipped else "run.skipped",
@@ -274,16 +255,9 @@ class Dispatcher:
         counting the backlog for every tick would make firing thousands of due
         automations quadratic.
         """
-        if trigger not in ("manual", "webhook"):
+        if trigger not in (Trigger.MANUAL, Trigger.WEBHOOK):
             return None
-        queued = (
-            session.scalar(
-                select(func.count())
-                .select_from(Run)
-                .where(Run.org_id == automation.org_id, Run.status == "queued")
-            )
-            or 0
-        )
+        queued = self._queue.queued_in_org(session, automation.org_id)
         if queued < self._max_queued:
             return None
         message = (
@@ -300,18 +274,14 @@ class Dispatcher:
         Manual dispatches are explicit requests and always queue.
         """
         policy = automation.concurrency
-        if trigger == "manual" or policy.get("on_overlap", "skip") != "skip":
+        if trigger == Trigger.MANUAL or policy.get("on_overlap", "skip") != "skip":
             return None
         limit = int(policy.get("max_running", 1))
         if batch is not None:
-            active: int | None = batch.active.get(automation.id, 0)
+            active = batch.active.get(automation.id, 0)
         else:
-            active = session.scalar(
-                select(func.count())
-                .select_from(Run)
-                .where(Run.automation_id == automation.id, Run.status.in_(("queued", "running")))
-            )
-        if (active or 0) < limit:
+            active = self._queue.active_counts(session, [automation.id]).get(automation.id, 0)
+        if active < limit:
             return None
         return (
             f"skipped: {active} run(s) already queued or running "

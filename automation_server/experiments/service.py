@@ -9,7 +9,7 @@ and the README.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -44,9 +44,7 @@ COUNTS = (
     "timed_out",
     "cancelled",
     "skipped",
-    "duration_count",
-    "duration_sum",
-    "duration_sum_sq",
+    "infrastructure_failures",
 )
 
 GroupKey = tuple[int | None, str]  # (revision or None, variant)
@@ -168,18 +166,33 @@ class ExperimentService:
 
     def _group_rows(
         self, session: Session, caller: Caller, experiment_id: str, by: str, methods: Sequence[str]
-    ) -> dict[GroupKey, dict[str, float]]:
+    ) -> dict[GroupKey, dict[str, Any]]:
+        """Counts per group (summed in SQL) and the duration moments (merged with Chan's
+        formula over the few rollup rows of each group)."""
         r = ExperimentRollup
         cols = self._group_col(r, by)
         rows = session.execute(
-            select(*cols, *(func.sum(getattr(r, c)) for c in COUNTS))
-            .where(*self._scope(r, caller.org_id, experiment_id, methods))
-            .group_by(*cols)
+            select(
+                *cols,
+                *(getattr(r, c) for c in COUNTS),
+                r.duration_count,
+                r.duration_mean,
+                r.duration_m2,
+            ).where(*self._scope(r, caller.org_id, experiment_id, methods))
         ).all()
-        return {
-            _key(row, by): dict(zip(COUNTS, (float(x or 0) for x in row[len(cols) :]), strict=True))
-            for row in rows
-        }
+        out: dict[GroupKey, dict[str, Any]] = {}
+        for row in rows:
+            group = out.setdefault(
+                _key(row, by), {**dict.fromkeys(COUNTS, 0), "duration": stats.MeanStats(0)}
+            )
+            values = row[len(cols) :]
+            for name, value in zip(COUNTS, values, strict=False):
+                group[name] += int(value or 0)
+            n, mean, m2 = values[len(COUNTS) :]
+            group["duration"] = group["duration"].merge(
+                stats.MeanStats(int(n or 0), float(mean or 0.0), float(m2 or 0.0))
+            )
+        return out
 
     def _metric_rows(
         self, session: Session, caller: Caller, experiment_id: str, by: str, methods: Sequence[str]
@@ -187,15 +200,11 @@ class ExperimentService:
         m = ExperimentMetricRollup
         cols = self._group_col(m, by)
         rows = session.execute(
-            select(*cols, m.name, func.sum(m.count), func.sum(m.sum), func.sum(m.sum_sq))
-            .where(*self._scope(m, caller.org_id, experiment_id, methods))
-            .group_by(*cols, m.name)
+            select(*cols, m.name, m.count, m.mean, m.m2).where(
+                *self._scope(m, caller.org_id, experiment_id, methods)
+            )
         ).all()
-        out: dict[GroupKey, dict[str, stats.MeanStats]] = defaultdict(dict)
-        for row in rows:
-            name, count, total, total_sq = row[len(cols) :]
-            out[_key(row, by)][name] = stats.MeanStats(int(count), float(total), float(total_sq))
-        return out
+        return _merged_metrics(rows, lambda row: _key(row, by), len(cols))
 
     def _duration_rows(
         self, session: Session, caller: Caller, experiment_id: str, by: str, methods: Sequence[str]
@@ -258,7 +267,7 @@ class ExperimentService:
 
     def _items(
         self,
-        groups: dict[GroupKey, dict[str, float]],
+        groups: dict[GroupKey, dict[str, Any]],
         metrics: dict[GroupKey, dict[str, stats.MeanStats]],
         durations: dict[GroupKey, dict[int, int]],
         names: list[str],
@@ -303,19 +312,16 @@ class ExperimentService:
             .group_by(r.variant)
         ).all()
         metric_rows = session.execute(
-            select(m.variant, m.name, func.sum(m.count), func.sum(m.sum), func.sum(m.sum_sq))
-            .where(
+            select(m.variant, m.name, m.count, m.mean, m.m2).where(
                 m.org_id == org_id,
                 m.experiment_id == experiment_id,
                 m.automation_id == automation_id,
                 m.revision == revision,
                 m.method.in_(("random", "sticky")),
             )
-            .group_by(m.variant, m.name)
         ).all()
-        metrics: dict[str, dict[str, stats.MeanStats]] = defaultdict(dict)
-        for variant, name, count, total, total_sq in metric_rows:
-            metrics[variant][name] = stats.MeanStats(int(count), float(total), float(total_sq))
+        merged = _merged_metrics(metric_rows, lambda row: (None, str(row[0])), 1)
+        metrics = {variant: by_name for (_, variant), by_name in merged.items()}
         arms = {v: ArmStats(int(ok or 0), int(n or 0), metrics.get(v, {})) for v, ok, n in rows}
         srm = [
             s
@@ -464,15 +470,31 @@ def _key(row: Any, by: str) -> GroupKey:
     return (int(row[0]), str(row[1])) if by == "revision" else (None, str(row[0]))
 
 
+def _merged_metrics(
+    rows: Sequence[Any], key_of: Callable[[Any], GroupKey], offset: int
+) -> dict[GroupKey, dict[str, stats.MeanStats]]:
+    """(name, count, mean, m2) rollup rows merged per group and metric (Chan et al.)."""
+    out: dict[GroupKey, dict[str, stats.MeanStats]] = defaultdict(dict)
+    for row in rows:
+        name, count, mean, m2 = row[offset:]
+        part = stats.MeanStats(int(count), float(mean), float(m2))
+        by_name = out[key_of(row)]
+        by_name[name] = by_name.get(name, stats.MeanStats(0)).merge(part)
+    return out
+
+
 def _variant_item(
     key: GroupKey,
-    g: dict[str, float],
+    g: dict[str, Any],
     metrics: dict[str, stats.MeanStats],
     durations: dict[int, int],
     by: str,
 ) -> dict[str, Any]:
     finished = {s: int(g[s]) for s in ("succeeded", "failed", "timed_out", "cancelled", "skipped")}
+    # Measured outcomes (origin "run") only: a lost worker says nothing about the variant.
     trials = finished["succeeded"] + finished["failed"] + finished["timed_out"]
+    infra = int(g["infrastructure_failures"])
+    finished["failed"] += infra  # by status, as the runs show
     wilson = stats.wilson_interval(finished["succeeded"], trials)
     item: dict[str, Any] = {"variant": key[1]}
     if by == "revision":
@@ -481,6 +503,7 @@ def _variant_item(
         {
             "runs_assigned": int(g["assigned"]),
             "runs_finished": finished,
+            "infrastructure_failures": infra,
             "success_rate": {
                 "estimate": finished["succeeded"] / trials if trials else None,
                 "interval": list(wilson) if wilson else None,
@@ -489,10 +512,10 @@ def _variant_item(
                 "method": "wilson",
             },
             "duration_ms": {
-                "count": int(g["duration_count"]),
+                "count": g["duration"].count,
                 "p50": quantile(durations, 0.5),
                 "p95": quantile(durations, 0.95),
-                "mean": g["duration_sum"] / g["duration_count"] if g["duration_count"] else None,
+                "mean": g["duration"].mean,
             },
             "metrics": {name: _metric_item(m) for name, m in sorted(metrics.items())},
             "vs_control": None,
@@ -511,14 +534,14 @@ def _metric_item(m: stats.MeanStats) -> dict[str, Any]:
     }
 
 
-def _rates(g: dict[str, float]) -> tuple[int, int]:
+def _rates(g: dict[str, Any]) -> tuple[int, int]:
     trials = int(g["succeeded"] + g["failed"] + g["timed_out"])
     return int(g["succeeded"]), trials
 
 
 def _comparison(
-    base: dict[str, float],
-    other: dict[str, float],
+    base: dict[str, Any],
+    other: dict[str, Any],
     base_metrics: dict[str, stats.MeanStats],
     metrics: dict[str, stats.MeanStats],
 ) -> dict[str, Any]:

@@ -1,16 +1,14 @@
-"""The runs table as a queue: the only place that writes queue state.
+"""The runs table as a queue: the only place that inserts runs or changes their state.
 
-Enqueue, claim, heartbeat, finish, retry, hand back, cancel and reap all live
-here; workers, schedulers and the API call these methods and never build queue
-SQL themselves.
+Enqueue, claim, heartbeat, finish, retry, hand back, cancel, reap and expire
+all live here; dispatch, the scheduler, workers, retention and the API call
+these methods and never build run SQL themselves. Other concepts hear of
+created and finished runs through :class:`RunListener`s, called inside the
+same transaction.
 
-Claiming: on PostgreSQL candidates are picked with ``FOR UPDATE SKIP LOCKED``,
-so concurrent workers never wait on or take the same row. SQLAlchemy renders
-nothing for that clause on SQLite; there :meth:`Database.write` opens every
-transaction with ``BEGIN IMMEDIATE``, which serialises claimers on the write
-lock, so the same statements are safe. The per-automation ``max_running`` check
-locks the candidates' automation rows in id order, so two claimers cannot both
-start the last free slot and cannot deadlock each other.
+Every time the queue compares comes from the database's clock
+(:mod:`.clock`); the fair claim is in :mod:`.claim` and the retry decisions
+in :mod:`.outcomes`.
 
 Fencing: every transition of a running run checks ``lease_owner``, so a worker
 whose lease was reaped cannot overwrite what happened since.
@@ -18,70 +16,71 @@ whose lease was reaped cannot overwrite what happened since.
 
 from __future__ import annotations
 
-import random
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from automation_server.db.engine import Database
 from automation_server.db.models import Automation, Run
 from automation_server.errors import Conflict, NotFound
-from automation_server.experiments.rollups import record_finish
-from automation_server.ids import to_rfc3339, utcnow
+from automation_server.ids import to_rfc3339
 from automation_server.logging import get_logger
 from automation_server.observability import Metrics
+from automation_server.queue.claim import (
+    ClaimedRun,
+    load_claimed,
+    lock_claimable_automations,
+    start_runs,
+)
+from automation_server.queue.clock import DbClock
+from automation_server.queue.listeners import RunFacts, RunListener
+from automation_server.queue.newrun import NewRun
 from automation_server.queue.notify import Notifier
+from automation_server.queue.outcomes import AttemptState, RetryPolicy, next_step
+from automation_server.queue.results import WORKER_LOST, FinishReport, RunResult
+from automation_server.statuses import ACTIVE, FINISHED, RunStatus
 
 log = get_logger("queue")
 
-FINISHED = frozenset({"succeeded", "failed", "timed_out", "cancelled", "skipped"})
-RETRYABLE = frozenset({"failed", "timed_out"})
-WORKER_LOST = "worker lost"
-# Exponential backoff is capped so a misconfigured retry never waits for days.
-MAX_BACKOFF_S = 3600.0
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """What a worker learned from executing one attempt."""
-
-    status: str
-    exit_code: int | None
-    error: str | None
-    duration_ms: int
-    metrics: dict[str, float] = field(default_factory=dict)
-    outputs: dict[str, Any] = field(default_factory=dict)
-    log_bytes: int = 0
-    log_truncated: bool = False
-    sandbox: str | None = None
-    limits: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class FinishReport:
-    """What :meth:`RunQueue.finish` did: ``final`` is False when a retry was queued."""
-
-    recorded: bool
-    final: bool
-    status: str
-
-
-def backoff_delay(backoff_s: float, attempt: int, rng: random.Random | None = None) -> float:
-    """Exponential backoff, jittered to 50-100% of ``backoff_s * 2^(attempt-1)``."""
-    base = min(MAX_BACKOFF_S, backoff_s * 2.0 ** max(0, attempt - 1))
-    jitter: float = (rng or random).random()
-    return base * (0.5 + 0.5 * jitter)
+# The columns a transition reads from the locked run row.
+_STATE = (
+    Run.id,
+    Run.org_id,
+    Run.automation_id,
+    Run.automation_revision,
+    Run.experiment_id,
+    Run.variant,
+    Run.assignment_method,
+    Run.trigger,
+    Run.status,
+    Run.attempt,
+    Run.attempts,
+    Run.infra_failures,
+    Run.cancel_requested,
+    Run.lease_owner,
+    Run.created_at,
+    Run.started_at,
+)
 
 
 class RunQueue:
-    def __init__(self, db: Database, notifier: Notifier, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        notifier: Notifier,
+        metrics: Metrics | None = None,
+        *,
+        max_infra_attempts: int = 3,
+    ) -> None:
         self._db = db
         self._notifier = notifier
         self._metrics = metrics or Metrics()
+        self._max_infra = max_infra_attempts
+        self.clock = DbClock(postgres=not db.is_sqlite)
+        self._listeners: list[RunListener] = []
 
     @property
     def notifier(self) -> Notifier:
@@ -91,77 +90,91 @@ class RunQueue:
     def metrics(self) -> Metrics:
         return self._metrics
 
+    def add_listener(self, listener: RunListener) -> None:
+        self._listeners.append(listener)
+
     # ---- enqueue ---------------------------------------------------------------
 
-    def insert(self, session: Session, run: Run, *, flush: bool = True) -> Run:
-        """Add a queued (or skipped) run in the caller's transaction and wake workers.
+    def now(self, session: Session) -> datetime:
+        """The database's current time (what ``created_at`` and ``available_at`` use)."""
+        return self.clock.read(session)
+
+    def enqueue(self, session: Session, new: NewRun, *, flush: bool = True) -> Run:
+        """Insert a queued (or skipped) run in the caller's transaction and wake workers.
 
         ``flush=False`` lets a caller inserting many runs (the scheduler) send them
         in one batch at commit.
         """
+        run = new.to_row()
         session.add(run)
         if flush:
             session.flush()
-        if run.status == "queued":
+        if run.status == RunStatus.QUEUED:
             self._notifier.runs_queued(session)
+        facts = _facts_of_row(run)
+        for listener in self._listeners:
+            listener.run_created(session, facts)
+        if run.status == RunStatus.SKIPPED:
+            for listener in self._listeners:
+                listener.run_finished(session, facts)
         return run
+
+    def idempotent_run(
+        self, session: Session, automation_id: str, key: str, window: timedelta
+    ) -> Run | None:
+        """The run created with this idempotency key within ``window``; an older one
+        gives the key up (so it can be used again)."""
+        run = session.scalars(
+            select(Run).where(Run.automation_id == automation_id, Run.idempotency_key == key)
+        ).one_or_none()
+        if run is None:
+            return None
+        if run.created_at >= self.now(session) - window:
+            return run
+        session.execute(update(Run).where(Run.id == run.id).values(idempotency_key=None))
+        return None
+
+    def active_counts(self, session: Session, automation_ids: Sequence[str]) -> dict[str, int]:
+        """Queued plus running runs per automation."""
+        rows = session.execute(
+            select(Run.automation_id, func.count())
+            .where(Run.automation_id.in_(automation_ids), Run.status.in_(ACTIVE))
+            .group_by(Run.automation_id)
+        ).all()
+        return {a: int(n) for a, n in rows}
+
+    def queued_in_org(self, session: Session, org_id: str) -> int:
+        return int(
+            session.scalar(
+                select(func.count())
+                .select_from(Run)
+                .where(Run.org_id == org_id, Run.status == RunStatus.QUEUED)
+            )
+            or 0
+        )
 
     # ---- claim -----------------------------------------------------------------
 
-    def claim(self, worker_id: str, limit: int, lease_s: float) -> list[str]:
-        """Move up to ``limit`` due runs to ``running`` for this worker; their ids, oldest first."""
+    def claim(self, worker_id: str, limit: int, lease_s: float) -> list[ClaimedRun]:
+        """Start up to ``limit`` runnable runs for this worker, oldest first (see claim.py)."""
         if limit <= 0:
             return []
-        now = utcnow()
+        now, lease_until = self.clock.now(), self.clock.after(lease_s)
         with self._db.write() as session:
-            candidates = session.execute(
-                select(Run.id, Run.automation_id)
-                .where(Run.status == "queued", Run.available_at <= now)
-                .order_by(Run.available_at, Run.id)
-                .limit(max(limit * 4, 20))
-                .with_for_update(skip_locked=True)
-            ).all()
-            if not candidates:
-                return []
-            free = self._free_slots(session, {c.automation_id for c in candidates})
-            chosen: list[str] = []
-            for run_id, automation_id in candidates:
-                if len(chosen) == limit:
-                    break
-                if free.get(automation_id, 0) > 0:
-                    free[automation_id] -= 1
-                    chosen.append(run_id)
-            if chosen:
-                session.execute(
-                    update(Run)
-                    .where(Run.id.in_(chosen), Run.status == "queued")
-                    .values(
-                        status="running",
-                        lease_owner=worker_id,
-                        lease_expires_at=now + timedelta(seconds=lease_s),
-                        started_at=now,
-                    )
-                )
-        return chosen
-
-    def _free_slots(self, session: Session, automation_ids: Iterable[str]) -> dict[str, int]:
-        """Free ``max_running`` slots per automation, with their rows locked in id order."""
-        rows = session.execute(
-            select(Automation.id, Automation.concurrency)
-            .where(Automation.id.in_(sorted(automation_ids)))
-            .order_by(Automation.id)
-            # NO KEY UPDATE: claimers of one automation serialise, while dispatches
-            # (KEY SHARE) keep inserting runs for it without waiting.
-            .with_for_update(key_share=True)
-        ).all()
-        running = dict(
-            session.execute(
-                select(Run.automation_id, func.count())
-                .where(Run.automation_id.in_([r.id for r in rows]), Run.status == "running")
-                .group_by(Run.automation_id)
-            ).all()
-        )
-        return {r.id: int(r.concurrency.get("max_running", 1)) - running.get(r.id, 0) for r in rows}
+            automations = None
+            if not self._db.is_sqlite:
+                automations = lock_claimable_automations(session, now, limit)
+                if not automations:
+                    return []
+            rows = start_runs(
+                session,
+                worker_id=worker_id,
+                limit=limit,
+                now=now,
+                lease_until=lease_until,
+                automations=automations,
+            )
+            return load_claimed(session, rows)
 
     # ---- while running ---------------------------------------------------------
 
@@ -171,12 +184,15 @@ class RunQueue:
         """Renew leases; returns (runs whose cancel was requested, runs this worker lost)."""
         if not run_ids:
             return set(), set()
-        now = utcnow()
         with self._db.write() as session:
             session.execute(
                 update(Run)
-                .where(Run.id.in_(run_ids), Run.lease_owner == worker_id, Run.status == "running")
-                .values(lease_expires_at=now + timedelta(seconds=lease_s))
+                .where(
+                    Run.id.in_(run_ids),
+                    Run.lease_owner == worker_id,
+                    Run.status == RunStatus.RUNNING,
+                )
+                .values(lease_expires_at=self.clock.after(lease_s))
             )
             rows = session.execute(
                 select(Run.id, Run.status, Run.lease_owner, Run.cancel_requested).where(
@@ -184,178 +200,272 @@ class RunQueue:
                 )
             ).all()
         cancel = {r.id for r in rows if r.cancel_requested}
-        lost = {r.id for r in rows if r.status != "running" or r.lease_owner != worker_id}
+        lost = {r.id for r in rows if r.status != RunStatus.RUNNING or r.lease_owner != worker_id}
         lost |= set(run_ids) - {r.id for r in rows}
         return cancel, lost
-
-    def cancel_requested(self, run_id: str) -> bool:
-        with self._db.read() as session:
-            return bool(session.scalar(select(Run.cancel_requested).where(Run.id == run_id)))
 
     # ---- finish ----------------------------------------------------------------
 
     def finish(self, run_id: str, worker_id: str, result: RunResult) -> FinishReport:
-        """Record an attempt's end; queue a retry when the policy allows one."""
-        now = utcnow()
+        """Record an attempt's end: retry it, or give the run its final status."""
         with self._db.write() as session:
-            run = session.scalars(select(Run).where(Run.id == run_id).with_for_update()).one()
-            if run.status != "running" or run.lease_owner != worker_id:
-                log.warning(
-                    "run.finish_ignored", run_id=run_id, status=run.status, reason="lease lost"
-                )
-                return FinishReport(recorded=False, final=False, status=run.status)
-            retry = self._retry_delay(session, run, result.status)
-            self._record_attempt(run, result, now)
-            if retry is not None:
-                self._requeue(run, now + timedelta(seconds=retry), result.error)
-                self._notifier.runs_queued(session)
-                return FinishReport(recorded=True, final=False, status="queued")
-            self._complete(session, run, result.status, now)
-            return FinishReport(recorded=True, final=True, status=result.status)
+            row = session.execute(
+                select(*_STATE, Automation.retry, self.clock.now().label("db_now"))
+                .join(Automation, Automation.id == Run.automation_id)
+                .where(Run.id == run_id)
+                .with_for_update(of=Run, key_share=True)
+            ).one_or_none()
+            if row is None or row.status != RunStatus.RUNNING or row.lease_owner != worker_id:
+                status = RunStatus(row.status) if row else RunStatus.CANCELLED
+                log.warning("run.finish_ignored", run_id=run_id, status=status, reason="lease lost")
+                return FinishReport(recorded=False, final=False, status=status)
+            return self._settle(session, row, result)
 
-    def _retry_delay(self, session: Session, run: Run, status: str) -> float | None:
-        if status not in RETRYABLE or run.cancel_requested:
-            return None
-        policy = session.scalar(select(Automation.retry).where(Automation.id == run.automation_id))
-        policy = policy or {}
-        if run.attempt >= int(policy.get("max_attempts", 1)):
-            return None
-        return backoff_delay(float(policy.get("backoff_s", 30)), run.attempt)
+    def _settle(self, session: Session, row: Any, result: RunResult) -> FinishReport:
+        """Apply one attempt's result to a locked run row (finish and reap share this)."""
+        now: datetime = row.db_now
+        state = AttemptState(row.attempt, row.infra_failures, row.cancel_requested)
+        step = next_step(result, state, RetryPolicy.of(row.retry, self._max_infra))
+        values: dict[str, Any] = {
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "infra_failures": step.infra_failures,
+            "log_bytes": result.log_bytes,
+            "log_truncated": result.log_truncated,
+            "sandbox": result.sandbox,
+            "limits": result.limits,
+        }
+        if step.retry_in_s is not None:
+            values.update(_requeued(row, result, now))
+            values["available_at"] = self.clock.after(step.retry_in_s)
+            session.execute(update(Run).where(Run.id == row.id).values(**values))
+            self._notifier.runs_queued(session)
+            log.info(
+                "run.retry_queued",
+                run_id=row.id,
+                origin=result.failure_origin,
+                retry_in_s=round(step.retry_in_s, 3),
+            )
+            return FinishReport(recorded=True, final=False, status=RunStatus.QUEUED)
+        values.update(
+            status=step.status,
+            failure_origin=step.failure_origin,
+            exit_code=result.exit_code,
+            error=result.error,
+            duration_ms=result.duration_ms,
+            metrics=result.metrics,
+            outputs=result.outputs,
+            finished_at=now,
+        )
+        session.execute(update(Run).where(Run.id == row.id).values(**values))
+        self._finished(session, _facts_of_state(row, result, step.status, step.failure_origin))
+        return FinishReport(recorded=True, final=True, status=step.status)
 
-    def _record_attempt(self, run: Run, result: RunResult, now: datetime) -> None:
-        run.exit_code, run.error = result.exit_code, result.error
-        run.finished_at = now
-        run.duration_ms = result.duration_ms
-        run.metrics, run.outputs = result.metrics, result.outputs
-        run.log_bytes, run.log_truncated = result.log_bytes, result.log_truncated
-        run.sandbox, run.limits = result.sandbox, result.limits
-        run.status = result.status
-
-    def _requeue(self, run: Run, available_at: datetime, error: str | None) -> None:
-        """Keep the attempt in ``attempts`` and put the run back in the queue."""
-        run.attempts = [
-            *run.attempts,
-            {
-                "attempt": run.attempt,
-                "status": run.status,
-                "exit_code": run.exit_code,
-                "error": error,
-                "started_at": to_rfc3339(run.started_at),
-                "finished_at": to_rfc3339(run.finished_at),
-            },
-        ]
-        run.attempt += 1
-        run.status = "queued"
-        run.available_at = available_at
-        run.lease_owner = run.lease_expires_at = None
-        run.started_at = run.finished_at = run.exit_code = run.duration_ms = None
-        run.error = None
-
-    def _complete(self, session: Session, run: Run, status: str, now: datetime) -> None:
-        """The run's final state: counted in its experiment's rollups exactly here."""
-        run.status = status
-        run.finished_at = run.finished_at or now
-        run.lease_owner = run.lease_expires_at = None
-        record_finish(session, run)
-        self._metrics.runs_finished.labels(status).inc()
+    def _finished(self, session: Session, facts: RunFacts) -> None:
+        """A run's final state: listeners hear of it here, in the same transaction."""
+        for listener in self._listeners:
+            listener.run_finished(session, facts)
+        self._metrics.runs_finished.labels(facts.status.value).inc()
         session.execute(
             update(Automation)
-            .where(Automation.id == run.automation_id)
-            .values(last_run_id=run.id, last_run_status=status)
+            .where(Automation.id == facts.automation_id)
+            .values(last_run_id=facts.id, last_run_status=facts.status.value)
         )
+        # A slot of this automation is free: other workers may claim its next run.
+        self._notifier.runs_queued(session)
 
     def hand_back(self, run_id: str, worker_id: str) -> bool:
         """Re-queue a running run without counting an attempt (graceful shutdown)."""
         with self._db.write() as session:
             result = session.execute(
                 update(Run)
-                .where(Run.id == run_id, Run.lease_owner == worker_id, Run.status == "running")
+                .where(
+                    Run.id == run_id,
+                    Run.lease_owner == worker_id,
+                    Run.status == RunStatus.RUNNING,
+                )
                 .values(
-                    status="queued",
+                    status=RunStatus.QUEUED,
                     lease_owner=None,
                     lease_expires_at=None,
                     started_at=None,
-                    available_at=utcnow(),
+                    available_at=self.clock.now(),
                 )
             )
-            if result.rowcount:  # type: ignore[attr-defined]
+            handed = bool(result.rowcount)  # type: ignore[attr-defined]
+            if handed:
                 self._notifier.runs_queued(session)
-            return bool(result.rowcount)  # type: ignore[attr-defined]
+            return handed
 
     # ---- cancel and reap -------------------------------------------------------
 
     def cancel_queued(self, session: Session, automation_id: str, reason: str) -> int:
         """Cancel every queued run of an automation (it was deleted), in the caller's txn."""
-        now = utcnow()
-        runs = session.scalars(
-            select(Run)
-            .where(Run.automation_id == automation_id, Run.status == "queued")
-            .with_for_update()
+        rows = session.execute(
+            select(*_STATE, self.clock.now().label("db_now"))
+            .where(Run.automation_id == automation_id, Run.status == RunStatus.QUEUED)
+            .with_for_update(of=Run)
         ).all()
-        for run in runs:
-            run.error = reason
-            self._complete(session, run, "cancelled", now)
-        return len(runs)
+        for row in rows:
+            self._cancel_now(session, row, reason)
+        return len(rows)
+
+    def _cancel_now(self, session: Session, row: Any, reason: str) -> None:
+        session.execute(
+            update(Run)
+            .where(Run.id == row.id)
+            .values(
+                status=RunStatus.CANCELLED,
+                cancel_requested=True,
+                error=reason,
+                finished_at=row.db_now,
+                lease_owner=None,
+                lease_expires_at=None,
+            )
+        )
+        cancelled = RunResult(RunStatus.CANCELLED, None, reason, None)
+        self._finished(session, _facts_of_state(row, cancelled, RunStatus.CANCELLED, None))
 
     def cancel(self, org_id: str, run_id: str) -> Run:
         """Cancel a queued run at once, or ask the worker of a running one to stop it."""
-        now = utcnow()
         with self._db.write() as session:
-            run = session.scalars(
-                select(Run).where(Run.id == run_id, Run.org_id == org_id).with_for_update()
+            row = session.execute(
+                select(*_STATE, self.clock.now().label("db_now"))
+                .where(Run.id == run_id, Run.org_id == org_id)
+                .with_for_update(of=Run)
             ).one_or_none()
-            if run is None:
+            if row is None:
                 raise NotFound(f"no run with id '{run_id}'")
-            if run.status in FINISHED:
-                raise Conflict(f"run {run_id} already finished ({run.status})", code="run_finished")
-            run.cancel_requested = True
-            if run.status == "queued":
-                run.error = "cancelled before it started"
-                self._complete(session, run, "cancelled", now)
+            if row.status in FINISHED:
+                raise Conflict(f"run {run_id} already finished ({row.status})", code="run_finished")
+            if row.status == RunStatus.QUEUED:
+                self._cancel_now(session, row, "cancelled before it started")
             else:
-                self._notifier.run_cancelled(session, run.id)
+                session.execute(update(Run).where(Run.id == run_id).values(cancel_requested=True))
+                self._notifier.run_cancelled(session, run_id)
             session.flush()
+            run = session.get(Run, run_id, populate_existing=True)
+            assert run is not None
             return run
 
+    def cancel_requested(self, run_id: str) -> bool:
+        with self._db.read() as session:
+            return bool(session.scalar(select(Run.cancel_requested).where(Run.id == run_id)))
+
     def reap(self) -> int:
-        """Runs whose worker stopped renewing its lease: retry or fail them ('worker lost')."""
-        now = utcnow()
-        reaped = 0
+        """Runs whose worker stopped renewing its lease: an infrastructure failure to retry."""
         with self._db.write() as session:
-            runs = session.scalars(
-                select(Run)
-                .where(Run.status == "running", Run.lease_expires_at < now)
-                .with_for_update(skip_locked=True)
+            rows = session.execute(
+                select(*_STATE, Automation.retry, self.clock.now().label("db_now"))
+                .join(Automation, Automation.id == Run.automation_id)
+                .where(Run.status == RunStatus.RUNNING, Run.lease_expires_at < self.clock.now())
+                .with_for_update(of=Run, skip_locked=True)
                 .limit(100)
             ).all()
-            for run in runs:
-                lost = RunResult(
-                    status="failed",
-                    exit_code=None,
-                    error=WORKER_LOST,
-                    duration_ms=_elapsed_ms(run.started_at, now),
-                )
-                retry = self._retry_delay(session, run, "failed")
-                self._record_attempt(run, lost, now)
-                if run.cancel_requested:
-                    run.status = "cancelled"
-                    self._complete(session, run, "cancelled", now)
-                elif retry is not None:
-                    self._requeue(run, now + timedelta(seconds=retry), WORKER_LOST)
-                else:
-                    self._complete(session, run, "failed", now)
+            for row in rows:
+                lost = RunResult.infrastructure(WORKER_LOST)
+                report = self._settle(session, row, lost)
                 log.warning(
                     "run.reaped",
-                    run_id=run.id,
-                    automation_id=run.automation_id,
-                    status=run.status,
-                    attempt=run.attempt,
+                    run_id=row.id,
+                    automation_id=row.automation_id,
+                    status=report.status,
+                    attempt=row.attempt,
                 )
-                reaped += 1
-            if reaped:
-                self._notifier.runs_queued(session)
-        return reaped
+        return len(rows)
+
+    # ---- retention ------------------------------------------------------------
+
+    def expire_finished(self, session: Session, before: datetime, limit: int) -> list[str]:
+        """Delete up to ``limit`` runs that finished before ``before``; their ids."""
+        from automation_server.db.models import RunMetric, WebhookDelivery
+
+        ids = list(
+            session.scalars(
+                select(Run.id)
+                .where(Run.status.in_(FINISHED), Run.finished_at < before)
+                .limit(limit)
+            )
+        )
+        for start in range(0, len(ids), 1000):
+            chunk = ids[start : start + 1000]
+            session.execute(delete(RunMetric).where(RunMetric.run_id.in_(chunk)))
+            session.execute(delete(WebhookDelivery).where(WebhookDelivery.run_id.in_(chunk)))
+            session.execute(delete(Run).where(Run.id.in_(chunk)))
+        return ids
+
+    def logs_to_forget(self, session: Session, before: datetime, limit: int) -> list[str]:
+        """Runs finished before ``before`` that still have a log; marks them as having none."""
+        ids = list(
+            session.scalars(
+                select(Run.id)
+                .where(Run.status.in_(FINISHED), Run.finished_at < before, Run.log_bytes > 0)
+                .limit(limit)
+            )
+        )
+        if ids:
+            session.execute(
+                update(Run).where(Run.id.in_(ids)).values(log_bytes=0, log_truncated=False)
+            )
+        return ids
 
 
-def _elapsed_ms(start: datetime | None, end: datetime) -> int:
-    return int((end - start).total_seconds() * 1000) if start else 0
+def _requeued(row: Any, result: RunResult, now: datetime) -> dict[str, Any]:
+    """The attempt goes into ``attempts`` and the run back to the queue."""
+    entry = {
+        "attempt": row.attempt,
+        "status": result.status.value,
+        "exit_code": result.exit_code,
+        "error": result.error,
+        "origin": result.failure_origin.value if result.failure_origin else None,
+        "started_at": to_rfc3339(row.started_at),
+        "finished_at": to_rfc3339(now),
+    }
+    return {
+        "status": RunStatus.QUEUED,
+        "attempt": row.attempt + 1,
+        "attempts": [*row.attempts, entry],
+        "started_at": None,
+        "finished_at": None,
+        "exit_code": None,
+        "duration_ms": None,
+        "error": None,
+        "metrics": {},
+        "outputs": {},
+    }
+
+
+def _facts_of_state(row: Any, result: RunResult, status: RunStatus, origin: Any) -> RunFacts:
+    return RunFacts(
+        id=row.id,
+        org_id=row.org_id,
+        automation_id=row.automation_id,
+        revision=row.automation_revision,
+        experiment_id=row.experiment_id,
+        variant=row.variant,
+        method=row.assignment_method,
+        trigger=row.trigger,
+        status=status,
+        created_at=row.created_at,
+        failure_origin=origin,
+        duration_ms=result.duration_ms,
+        metrics=dict(result.metrics),
+        error=result.error,
+        attempt=row.attempt,
+    )
+
+
+def _facts_of_row(run: Run) -> RunFacts:
+    return RunFacts(
+        id=run.id,
+        org_id=run.org_id,
+        automation_id=run.automation_id,
+        revision=run.automation_revision,
+        experiment_id=run.experiment_id,
+        variant=run.variant,
+        method=run.assignment_method,
+        trigger=run.trigger,
+        status=RunStatus(run.status),
+        created_at=run.created_at,
+        error=run.error,
+    )

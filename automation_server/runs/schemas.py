@@ -8,8 +8,10 @@ from msgspec import Meta, Struct, field
 
 from automation_server.automations.schemas import VariantName
 
-RunStatus = Literal["queued", "running", "succeeded", "failed", "timed_out", "cancelled", "skipped"]
-RunTrigger = Literal["manual", "cron", "interval", "webhook"]
+RunStatusName = Literal[
+    "queued", "running", "succeeded", "failed", "timed_out", "cancelled", "skipped"
+]
+FailureOriginName = Literal["run", "infrastructure"]
 
 
 class DispatchRequest(Struct, forbid_unknown_fields=True):
@@ -32,6 +34,8 @@ class AttemptOut(Struct):
     error: str | None
     started_at: str | None
     finished_at: str | None
+    # "run" (the program's failure) or "infrastructure" (the platform's); null on success.
+    origin: FailureOriginName | None = None
 
 
 class RunOut(Struct):
@@ -44,7 +48,9 @@ class RunOut(Struct):
     tarball_digest: str
     trigger: str
     scheduled_for: str | None
-    status: str
+    status: RunStatusName
+    # null (succeeded, cancelled, skipped, or not finished), "run" or "infrastructure".
+    failure_origin: FailureOriginName | None
     attempt: int
     attempts: list[AttemptOut]
     exit_code: int | None

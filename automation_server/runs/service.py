@@ -10,15 +10,16 @@ from automation_server.db.engine import Database
 from automation_server.db.models import Run
 from automation_server.errors import BadRequest, BlobMissing, NotFound
 from automation_server.pagination import created_between, fetch_page
-from automation_server.queue.manager import FINISHED, RunQueue
+from automation_server.queue.manager import RunQueue
 from automation_server.runs.schemas import RunOut, RunPage
 from automation_server.runs.views import run_out
 from automation_server.security.accounts import Caller
+from automation_server.statuses import FINISHED, RunStatus, Trigger
 from automation_server.storage.blobs import log_key
 from automation_server.storage.blobstore import BlobStore
 
-STATUSES = {"queued", "running", "succeeded", "failed", "timed_out", "cancelled", "skipped"}
-TRIGGERS = {"manual", "cron", "interval", "webhook"}
+STATUSES = {s.value for s in RunStatus}
+TRIGGERS = {t.value for t in Trigger}
 
 
 @dataclass(frozen=True)

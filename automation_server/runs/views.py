@@ -24,7 +24,8 @@ def run_out(run: Run) -> RunOut:
         tarball_digest=run.tarball_digest,
         trigger=run.trigger,
         scheduled_for=to_rfc3339(run.scheduled_for),
-        status=run.status,
+        status=run.status,  # type: ignore[arg-type]
+        failure_origin=run.failure_origin,  # type: ignore[arg-type]
         attempt=run.attempt,
         attempts=[AttemptOut(**x) for x in run.attempts],
         exit_code=run.exit_code,

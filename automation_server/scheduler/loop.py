@@ -20,18 +20,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from automation_server.automations.validation import schedule_of
 from automation_server.db.engine import Database
 from automation_server.db.models import Automation
 from automation_server.dispatch.service import Batch, Dispatcher
 from automation_server.ids import utcnow
 from automation_server.logging import get_logger
 from automation_server.queue.notify import SCHEDULES, Notifier
-from automation_server.scheduler.triggers import Schedule
+from automation_server.scheduler.schedules import claim_due, earliest_due
+from automation_server.scheduler.triggers import Schedule, schedule_of
 
 log = get_logger("scheduler")
 
@@ -87,11 +86,12 @@ class Scheduler:
         dispatcher: Dispatcher,
         notifier: Notifier,
         poll_s: float = 1.0,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self._db = db
         self._dispatcher = dispatcher
         self._poll_s = poll_s
+        # Tests drive the tick with their own clock; otherwise the database's decides.
         self._clock = clock
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -127,34 +127,21 @@ class Scheduler:
             self._wake.clear()
 
     def _sleep_s(self) -> float:
-        with self._db.read() as session:
-            earliest = session.scalar(
-                select(func.min(Automation.next_run_at)).where(
-                    Automation.enabled,
-                    Automation.deleted_at.is_(None),
-                    Automation.next_run_at.is_not(None),
-                )
-            )
+        """Until the earliest schedule is due (on this host's clock: only a wake-up time)."""
+        earliest = earliest_due(self._db)
         if earliest is None:
             return self._poll_s
-        return max(0.0, min(self._poll_s, (earliest - self._clock()).total_seconds()))
+        now = self._clock() if self._clock else utcnow()
+        return max(0.0, min(self._poll_s, (earliest - now).total_seconds()))
 
     def tick(self) -> int:
         """One pass: fire every due automation (up to BATCH); how many were processed."""
-        now = self._clock()
+        queue = self._dispatcher.queue
         with self._db.write() as session:
-            due = session.scalars(
-                select(Automation)
-                .where(
-                    Automation.enabled,
-                    Automation.deleted_at.is_(None),
-                    Automation.next_run_at <= now,
-                )
-                .order_by(Automation.next_run_at)
-                .limit(BATCH)
-                .with_for_update(skip_locked=True, key_share=True)
-            ).all()
-            batch = Batch.load(session, due)
+            db_now = queue.now(session)
+            now = self._clock() if self._clock else db_now
+            due = claim_due(session, now, BATCH)
+            batch = Batch.load(session, queue, due, db_now)
             for automation in due:
                 self._fire(session, automation, now, batch)
         return len(due)

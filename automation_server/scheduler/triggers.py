@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import re
 import zoneinfo
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, Protocol, runtime_checkable
@@ -488,3 +488,12 @@ def describe(schedule: Schedule) -> str:
     if isinstance(schedule, IntervalSchedule):
         return f"every {schedule.seconds} s from {schedule.anchor.isoformat()}"
     return repr(schedule)
+
+
+def schedule_of(trigger: Mapping[str, Any], anchor: datetime) -> Schedule | None:
+    """The fire-time calculator of a stored trigger; None for manual and webhook."""
+    if trigger["type"] == "cron":
+        return parse_cron(trigger["schedule"], trigger.get("timezone", "UTC"))
+    if trigger["type"] == "interval":
+        return parse_interval(int(trigger["seconds"]), anchor=anchor)
+    return None

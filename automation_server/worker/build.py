@@ -31,8 +31,8 @@ def build_worker(services: Services, *, concurrency: int | None = None) -> Worke
     )
     w = settings.worker
     return Worker(
-        db=services.db,
         queue=services.queue,
+        registry=services.workers,
         box=services.box,
         execution=execution,
         concurrency=concurrency or w.concurrency,

@@ -20,17 +20,16 @@ from pathlib import Path
 from typing import Any
 
 import automation_sdk
-from sqlalchemy import select
 
-from automation_server.db.engine import Database
-from automation_server.db.models import Automation, AutomationSecret, Revision, Run
 from automation_server.errors import AutomationError, InvalidArchive, SandboxError
 from automation_server.logging import get_logger
 from automation_server.observability import Metrics
-from automation_server.queue.manager import RunResult
+from automation_server.queue.claim import ClaimedRun
+from automation_server.queue.results import RunResult
 from automation_server.sandbox.base import Executor, Limits, Outcome, RunSpec
 from automation_server.sandbox.logcap import LogCapture
 from automation_server.security.crypto import SecretBox
+from automation_server.statuses import RunStatus
 from automation_server.storage.archive import ArchiveLimits, safe_extract
 from automation_server.storage.blobs import log_key
 from automation_server.storage.blobstore import BlobStore
@@ -46,7 +45,7 @@ MASK = b"[secret]"
 
 @dataclass(frozen=True)
 class RunTask:
-    """Everything one attempt needs, read from the database when it is claimed."""
+    """Everything one attempt needs, read in the transaction that claimed it."""
 
     run_id: str
     automation_id: str
@@ -84,40 +83,27 @@ class RunTask:
         return env
 
 
-def load_task(db: Database, box: SecretBox, run_id: str) -> RunTask:
-    """Read the run, its automation and the variant as it was in the run's revision."""
-    with db.read() as session:
-        run = session.get(Run, run_id)
-        assert run is not None, run_id
-        automation = session.get(Automation, run.automation_id)
-        revision = session.get(Revision, (run.automation_id, run.automation_revision))
-        assert automation is not None and revision is not None, run_id
-        variant = next(v for v in revision.variants if v["name"] == run.variant)
-        secrets = {
-            s.name: box.decrypt(s.ciphertext)
-            for s in session.scalars(
-                select(AutomationSecret).where(AutomationSecret.automation_id == automation.id)
-            )
-        }
-        return RunTask(
-            run_id=run.id,
-            automation_id=automation.id,
-            automation_name=automation.name,
-            experiment_id=run.experiment_id,
-            variant=run.variant,
-            revision=run.automation_revision,
-            trigger=run.trigger,
-            attempt=run.attempt,
-            digest=run.tarball_digest,
-            entrypoint=list(variant["entrypoint"]),
-            env={**automation.env, **variant.get("env", {})},
-            secrets=secrets,
-            payload=dict(run.payload),
-            timeout_s=automation.timeout_s,
-            network=automation.network,
-            limits=dict(automation.limits),
-            waited_s=(run.started_at - run.available_at).total_seconds() if run.started_at else 0.0,
-        )
+def task_of(claimed: ClaimedRun, box: SecretBox) -> RunTask:
+    """The attempt's task: the claimed run with its secrets decrypted."""
+    return RunTask(
+        run_id=claimed.run_id,
+        automation_id=claimed.automation_id,
+        automation_name=claimed.automation_name,
+        experiment_id=claimed.experiment_id,
+        variant=claimed.variant,
+        revision=claimed.revision,
+        trigger=claimed.trigger,
+        attempt=claimed.attempt,
+        digest=claimed.digest,
+        entrypoint=claimed.entrypoint,
+        env=claimed.env,
+        secrets={name: box.decrypt(c) for name, c in claimed.encrypted_secrets.items()},
+        payload=claimed.payload,
+        timeout_s=claimed.timeout_s,
+        network=claimed.network,
+        limits=claimed.limits,
+        waited_s=claimed.waited_s,
+    )
 
 
 class LiveLog:
@@ -195,14 +181,10 @@ class RunExecution:
             outcome = self._run(spec, cancel, live)
             result = self._result(outcome, spec.output_dir)
         except AutomationError as exc:
+            # The tarball could not be fetched or unpacked, or the sandbox could not
+            # start: the platform's failure, retried without using the user's attempts.
             live.publish(f"run could not start: {exc.detail}\n".encode())
-            return RunResult(
-                status="failed",
-                exit_code=None,
-                error=exc.detail,
-                duration_ms=0,
-                sandbox=self._executor.name,
-            )
+            return RunResult.infrastructure(exc.detail, sandbox=self._executor.name)
         finally:
             shutil.rmtree(root, ignore_errors=True)
         live.publish(outcome.log)
@@ -240,15 +222,15 @@ class RunExecution:
         )
 
     def _result(self, outcome: Any, output_dir: Path) -> RunResult:
-        status, error = outcome.status, outcome.error
+        status, error = RunStatus(outcome.status), outcome.error
         metrics: dict[str, float] = {}
         outputs: dict[str, Any] = {}
         try:
             report = read_report(output_dir)
             metrics, outputs = report.metrics, report.outputs
         except ReportError as exc:
-            if status == "succeeded":
-                status, error = "failed", f"invalid report: {exc}"
+            if status == RunStatus.SUCCEEDED:
+                status, error = RunStatus.FAILED, f"invalid report: {exc}"
         return RunResult(
             status=status,
             exit_code=outcome.exit_code,

@@ -12,33 +12,33 @@ counting an attempt, so another worker runs it.
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
-from sqlalchemy import update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from automation_server.db.engine import Database
-from automation_server.db.models import Worker as WorkerRow
 from automation_server.errors import Unavailable
-from automation_server.ids import new_id, utcnow
+from automation_server.ids import new_id
 from automation_server.logging import bind_run, get_logger
 from automation_server.observability import Metrics
-from automation_server.queue.manager import RunQueue, RunResult
+from automation_server.queue.claim import ClaimedRun
+from automation_server.queue.manager import RunQueue
 from automation_server.queue.notify import CANCEL, RUNS
+from automation_server.queue.results import RunResult
+from automation_server.queue.workers import WorkerRegistry
 from automation_server.security.crypto import SecretBox
-from automation_server.worker.execution import RunExecution, load_task
+from automation_server.statuses import RunStatus
+from automation_server.worker.execution import RunExecution, RunTask, task_of
 
 log = get_logger("worker")
 
 T = TypeVar("T")
 # How long a worker keeps trying to record a result while the database is down.
 DATABASE_WAIT_S = 600.0
+CRASHED = "internal error of the worker while running (see the server log)"
 
 
 def _log_failure(event: str, exc: Exception, worker_id: str) -> None:
@@ -70,8 +70,8 @@ class Worker:
     def __init__(
         self,
         *,
-        db: Database,
         queue: RunQueue,
+        registry: WorkerRegistry,
         box: SecretBox,
         execution: RunExecution,
         concurrency: int,
@@ -83,8 +83,8 @@ class Worker:
         metrics: Metrics | None = None,
     ) -> None:
         self.id = new_id()
-        self._db = db
         self._queue = queue
+        self._registry = registry
         self._box = box
         self._execution = execution
         self._concurrency = concurrency
@@ -137,50 +137,51 @@ class Worker:
     # ---- claiming --------------------------------------------------------------
 
     def _claim_loop(self) -> None:
+        """Claim whenever a slot is free: a finished run wakes the loop at once."""
         while not self._stopping.is_set():
             self._wake.clear()
             free = self._concurrency - len(self._snapshot())
-            claimed: list[str] = []
+            claimed: list[ClaimedRun] = []
             if free > 0:
                 try:
                     claimed = self._queue.claim(self.id, free, self._lease_s)
                 except Exception as exc:  # database down: log, back off, try again
                     _log_failure("worker.claim_failed", exc, self.id)
                     self._stopping.wait(self._poll_s)
-            for run_id in claimed:
-                self._start_run(run_id)
+            for run in claimed:
+                self._start_run(run)
             if len(claimed) < max(free, 0) or free <= 0:
                 self._wake.wait(self._poll_s)
 
-    def _start_run(self, run_id: str) -> None:
-        flight = InFlight(run_id)
+    def _start_run(self, claimed: ClaimedRun) -> None:
+        flight = InFlight(claimed.run_id)
         flight.thread = threading.Thread(
-            target=self._run_one, args=(flight,), name=f"run-{run_id[:8]}", daemon=True
+            target=self._run_one,
+            args=(flight, claimed),
+            name=f"run-{claimed.run_id[:8]}",
+            daemon=True,
         )
         with self._lock:
-            self._inflight[run_id] = flight
+            self._inflight[claimed.run_id] = flight
         flight.thread.start()
 
-    def _run_one(self, flight: InFlight) -> None:
+    def _run_one(self, flight: InFlight, claimed: ClaimedRun) -> None:
         try:
-            task = self._durably("load", lambda: load_task(self._db, self._box, flight.run_id))
+            task = task_of(claimed, self._box)
             with bind_run(task.run_id, task.automation_id, task.variant):
                 log.info("run.started", attempt=task.attempt, worker_id=self.id)
-                self._metrics.dispatch_latency.observe(max(0.0, task.waited_s))
+                self._metrics.dispatch_latency.observe(task.waited_s)
                 result = self._execute(task, flight)
-                self._metrics.run_duration.labels(result.status).observe(result.duration_ms / 1000)
+                duration = (result.duration_ms or 0) / 1000
+                self._metrics.run_duration.labels(result.status.value).observe(duration)
                 if self._record(flight, result):
                     self._after_finish(task.automation_id)
         except Exception:
+            # A bug of ours (or an outage that outlasted the retries) is the platform's
+            # failure, never the program's: the run is retried without using an attempt.
             log.exception("run.crashed", run_id=flight.run_id)
-            crashed = RunResult(
-                status="failed",
-                exit_code=None,
-                duration_ms=0,
-                error="internal error while running (see server log)",
-            )
             try:
-                self._record(flight, crashed)
+                self._record(flight, RunResult.infrastructure(CRASHED))
             except Exception:  # the reaper settles the run when its lease expires
                 log.exception("run.record_failed", run_id=flight.run_id)
         finally:
@@ -188,28 +189,19 @@ class Worker:
                 self._inflight.pop(flight.run_id, None)
             self._wake.set()
 
-    def _execute(self, task: object, flight: InFlight) -> RunResult:
-        if self._queue.cancel_requested(flight.run_id):
-            return RunResult(
-                status="cancelled",
-                exit_code=None,
-                duration_ms=0,
-                error="cancelled before it started",
-            )
-        return self._execution.execute(task, flight.cancel)  # type: ignore[arg-type]
+    def _execute(self, task: RunTask, flight: InFlight) -> RunResult:
+        return self._execution.execute(task, flight.cancel)
 
     def _record(self, flight: InFlight, result: RunResult) -> bool:
         """Store the attempt's result; True when the run reached its final state."""
-        if flight.handing_back and result.status == "cancelled":
+        if flight.handing_back and result.status == RunStatus.CANCELLED:
             handed = self._durably(
                 "hand_back", lambda: self._queue.hand_back(flight.run_id, self.id)
             )
             log.info("run.handed_back", run_id=flight.run_id, handed=handed)
             return False
-        if result.status == "cancelled":
-            result = RunResult(
-                **{**result.__dict__, "error": result.error or "cancelled by request"}
-            )
+        if result.status == RunStatus.CANCELLED:
+            result = replace(result, error=result.error or "cancelled by request")
         final = result
         report = self._durably("finish", lambda: self._queue.finish(flight.run_id, self.id, final))
         log.info(
@@ -267,38 +259,15 @@ class Worker:
         cancel, lost = self._queue.heartbeat(self.id, run_ids, self._lease_s)
         for run_id in cancel | lost:
             self._on_cancel(run_id)
-        with self._db.write() as session:
-            session.execute(
-                update(WorkerRow)
-                .where(WorkerRow.id == self.id)
-                .values(heartbeat_at=utcnow(), running=len(run_ids))
-            )
+        self._registry.beat(self.id, len(run_ids))
         self._queue.reap()
 
     def _register(self) -> None:
-        now = utcnow()
-        with self._db.write() as session:
-            session.add(
-                WorkerRow(
-                    id=self.id,
-                    host=socket.gethostname(),
-                    pid=os.getpid(),
-                    concurrency=self._concurrency,
-                    running=0,
-                    started_at=now,
-                    heartbeat_at=now,
-                    stopped_at=None,
-                )
-            )
+        self._durably("register", lambda: self._registry.register(self.id, self._concurrency))
 
     def _mark_stopped(self) -> None:
         try:
-            with self._db.write() as session:
-                session.execute(
-                    update(WorkerRow)
-                    .where(WorkerRow.id == self.id)
-                    .values(stopped_at=utcnow(), running=0)
-                )
+            self._registry.stopped(self.id)
         except Exception:
             log.exception("worker.stop_record_failed", worker_id=self.id)
 

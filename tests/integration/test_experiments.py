@@ -47,7 +47,7 @@ def make_experiment(http: httpx.Client, weights: tuple[int, int, int] = (50, 30,
 def simulate_worker(server: LiveServer, rng: random.Random) -> None:
     """Claim every queued run and finish it the way a worker would, with known outcomes."""
     queue = server.services.queue
-    while ids := queue.claim("sim-worker", 100, 60):
+    while ids := [c.run_id for c in queue.claim("sim-worker", 100, 60)]:
         with server.services.db.read() as session:
             variants = dict(
                 session.execute(select(Run.id, Run.variant).where(Run.id.in_(ids))).all()

@@ -157,7 +157,7 @@ def finish_all(server: LiveServer, outcome: dict[str, tuple[float, float]], seed
     """Finish every queued run like a worker, score ~ N(mean, sd) by variant."""
     rng = random.Random(seed)
     queue = server.services.queue
-    while ids := queue.claim("sim", 200, 60):
+    while ids := [c.run_id for c in queue.claim("sim", 200, 60)]:
         with server.services.db.read() as session:
             from automation_server.db.models import Run
 

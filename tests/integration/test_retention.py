@@ -30,7 +30,10 @@ def age_blobs(server: LiveServer, days: int) -> None:
 
 def collector(server: LiveServer, **settings: int) -> GarbageCollector:
     return GarbageCollector(
-        server.services.db, server.services.store, replace(RetentionSettings(), **settings)
+        server.services.db,
+        server.services.queue,
+        server.services.store,
+        replace(RetentionSettings(), **settings),
     )
 
 
@@ -80,7 +83,7 @@ def test_old_runs_and_logs_expire_but_experiment_stats_stay(
     ).json()
     ids = [http.post(f"/v1/automations/{a['id']}/dispatch").json()["id"] for _ in range(4)]
     queue, store = server.services.queue, server.services.store
-    for run_id in queue.claim("gc-test", 10, 60):
+    for run_id in [c.run_id for c in queue.claim("gc-test", 10, 60)]:
         store.put(log_key(run_id), b"log of " + run_id.encode())
         queue.finish(
             run_id,

@@ -18,7 +18,7 @@ POLICY = {
 
 def arm(values: np.ndarray, successes: int | None = None) -> ArmStats:
     n = len(values)
-    stats = MeanStats(n, float(values.sum()), float((values**2).sum()))
+    stats = MeanStats.of(values)
     return ArmStats(successes if successes is not None else n, n, {"score": stats})
 
 
