@@ -24,7 +24,8 @@ from automation_server.security.crypto import SecretBox, box_from, load_or_creat
 from automation_server.security.ratelimit import RateLimiter
 from automation_server.storage.archive import ArchiveLimits
 from automation_server.storage.blobs import BlobService
-from automation_server.storage.blobstore import BlobStore, blobstore_from_url
+from automation_server.storage.blobstore import BlobStore
+from automation_server.storage.factory import blobstore_from_url
 
 
 @dataclass

@@ -52,10 +52,10 @@ from automation_server.ids import new_id, utcnow
 from automation_server.pagination import fetch_page
 from automation_server.queue.manager import RunQueue
 from automation_server.queue.notify import Notifier
-from automation_server.scheduler.triggers import schedule_of
 from automation_server.security.accounts import Caller
 from automation_server.security.crypto import SecretBox
 from automation_server.storage.blobs import BlobService
+from automation_server.triggers import schedule_of
 
 DEFAULT_ENTRYPOINT = ["python3", "main.py"]
 

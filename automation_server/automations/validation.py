@@ -21,7 +21,7 @@ from automation_server.automations.schemas import (
 )
 from automation_server.config import LimitSettings, RunLimits
 from automation_server.errors import Invalid
-from automation_server.scheduler.triggers import parse_cron, parse_interval
+from automation_server.triggers import parse_cron, parse_interval
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 RESERVED_ENV_PREFIX = "AUTOMATION_"

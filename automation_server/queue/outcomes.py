@@ -2,10 +2,12 @@
 
 Pure decisions (no database), so every combination is unit-tested:
 
-- an infrastructure failure goes back to the queue at once without using one
-  of the user's ``retry.max_attempts``, up to ``max_infra_attempts`` such
-  failures; the last one ends the run ``failed`` with origin
-  ``infrastructure``;
+- an infrastructure failure goes back to the queue without using one of the
+  user's ``retry.max_attempts``, up to ``max_infra_attempts`` such failures;
+  the last one ends the run ``failed`` with origin ``infrastructure``. The
+  first retry is due at once; later ones wait 1, 2, 4 ... seconds (at most
+  30), so an outage of the object store or the sandbox host lasting a few
+  seconds does not use up every attempt within milliseconds;
 - a failure or timeout of the program is retried after the backoff while the
   user's attempts (attempts minus infrastructure failures) last;
 - a requested cancellation wins over any retry.
@@ -59,6 +61,14 @@ class NextStep:
         return self.retry_in_s is None
 
 
+INFRA_BACKOFF_CAP_S = 30.0
+
+
+def infra_retry_delay(failures: int) -> float:
+    """0 s after the first platform failure, then 1, 2, 4 ... s, capped."""
+    return 0.0 if failures <= 1 else min(INFRA_BACKOFF_CAP_S, 2.0 ** (failures - 2))
+
+
 def next_step(result: RunResult, state: AttemptState, policy: RetryPolicy) -> NextStep:
     origin = result.failure_origin
     infra = state.infra_failures + (origin is FailureOrigin.INFRASTRUCTURE)
@@ -66,7 +76,7 @@ def next_step(result: RunResult, state: AttemptState, policy: RetryPolicy) -> Ne
         return NextStep(RunStatus.CANCELLED, None, None, infra)
     if origin is FailureOrigin.INFRASTRUCTURE:
         if infra < policy.max_infra_attempts:
-            return NextStep(RunStatus.QUEUED, None, 0.0, infra)
+            return NextStep(RunStatus.QUEUED, None, infra_retry_delay(infra), infra)
         return NextStep(RunStatus.FAILED, origin, None, infra)
     if result.status in RETRYABLE:
         used = state.attempt - state.infra_failures  # the user's attempts, this one included

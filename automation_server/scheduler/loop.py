@@ -30,7 +30,7 @@ from automation_server.ids import utcnow
 from automation_server.logging import get_logger
 from automation_server.queue.notify import SCHEDULES, Notifier
 from automation_server.scheduler.schedules import claim_due, earliest_due
-from automation_server.scheduler.triggers import Schedule, schedule_of
+from automation_server.triggers import Schedule, schedule_of
 
 log = get_logger("scheduler")
 

@@ -20,7 +20,8 @@ from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
 from automation_server.errors import BlobMissing, Invalid, TooLarge, Unavailable
-from automation_server.storage.blobstore import BlobStore, blobstore_from_url
+from automation_server.storage.blobstore import BlobStore
+from automation_server.storage.factory import blobstore_from_url
 from automation_server.storage.filesystem import FilesystemBlobStore
 from automation_server.storage.memory import MemoryBlobStore
 from automation_server.storage.s3 import S3BlobStore, make_s3_client, read_s3_uri

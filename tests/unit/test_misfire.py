@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from automation_server.scheduler.loop import due_ticks, plan_fires
-from automation_server.scheduler.triggers import parse_cron, parse_interval
+from automation_server.triggers import parse_cron, parse_interval
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 

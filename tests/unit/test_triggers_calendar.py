@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from automation_server.scheduler.triggers import parse_cron
+from automation_server.triggers import parse_cron
 
 TODAY = datetime(2026, 11, 24, tzinfo=UTC)  # Tuesday, 00:00 UTC
 

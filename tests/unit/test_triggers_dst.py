@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from automation_server.scheduler.triggers import parse_cron
+from automation_server.triggers import parse_cron
 
 BERLIN = "Europe/Berlin"
 NEW_YORK = "America/New_York"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from automation_server.scheduler.triggers import IntervalSchedule, parse_interval
+from automation_server.triggers import IntervalSchedule, parse_interval
 
 ANCHOR = datetime(2026, 11, 24, 9, 0, 0, 250000, tzinfo=UTC)
 

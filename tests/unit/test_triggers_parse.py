@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from automation_server.errors import Invalid
-from automation_server.scheduler.triggers import (
+from automation_server.triggers import (
     CronSchedule,
     IntervalSchedule,
     Schedule,
