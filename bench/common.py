@@ -74,6 +74,57 @@ def bare_subprocess_times(script: str, n: int, python: str = "/usr/bin/python3")
     return times
 
 
+def plain_bwrap_argv(workdir: str, python: str = "/usr/bin/python3") -> list[str]:
+    """The floor a sandboxed run is measured against: bubblewrap with fresh namespaces
+    and read-only system directories, started directly (no uid switch, rlimits,
+    cgroup, tarball or database)."""
+    return [
+        "bwrap", "--unshare-all", "--die-with-parent", "--new-session",
+        "--ro-bind", "/usr", "/usr",
+        "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib", "/lib",
+        "--symlink", "usr/lib64", "/lib64",
+        "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+        "--bind", workdir, "/work", "--chdir", "/work",
+        python, "main.py",
+    ]  # fmt: skip
+
+
+@contextmanager
+def plain_bwrap_dir(script: str) -> Iterator[str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp).chmod(0o755)
+        (Path(tmp) / "main.py").write_text(script)
+        yield tmp
+
+
+def plain_bwrap_times(script: str, n: int) -> list[float]:
+    """Seconds per plain bubblewrap run of ``script``, one after another."""
+    with plain_bwrap_dir(script) as workdir:
+        argv = plain_bwrap_argv(workdir)
+        times = []
+        for _ in range(n):
+            start = time.perf_counter()
+            subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, env={})
+            times.append(time.perf_counter() - start)
+    return times
+
+
+def plain_bwrap_throughput(script: str, n: int, concurrency: int) -> float:
+    """Runs per second of ``n`` plain bubblewrap runs, ``concurrency`` at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with plain_bwrap_dir(script) as workdir:
+        argv = plain_bwrap_argv(workdir)
+
+        def one(_i: int) -> None:
+            subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, env={})
+
+        start = time.perf_counter()
+        with ThreadPoolExecutor(concurrency) as pool:
+            list(pool.map(one, range(n)))
+        return n / (time.perf_counter() - start)
+
+
 @contextmanager
 def database(kind: str) -> Iterator[str]:
     """A fresh database for one benchmark: a temp SQLite file or a new PostgreSQL database."""

@@ -199,12 +199,13 @@ class Dispatcher:
         ``batch`` carries what the scheduler read for many automations at once
         (current revisions, active run counts), saving queries per tick.
         """
-        revision = (batch.revisions.get(automation.id) if batch else None) or session.get(
-            Revision, (automation.id, automation.revision)
+        variants = (
+            batch.revisions[automation.id].variants
+            if batch and automation.id in batch.revisions
+            else self._queue.revision_variants(session, automation.id, automation.revision)
         )
-        if revision is None:  # every automation is created with revision 1
+        if variants is None:  # every automation is created with revision 1
             raise NotFound(f"automation {automation.id} has no revision {automation.revision}")
-        variants = revision.variants
         assignment = choose_variant(
             [(v["name"], int(v["weight"])) for v in variants],
             seed=seed_of(automation),

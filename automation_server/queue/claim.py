@@ -24,15 +24,17 @@ run costs one transaction.
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select, tuple_, update
+from sqlalchemy import Select, Update, bindparam, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from automation_server.db.models import Automation, AutomationSecret, Revision, Run
+from automation_server.queue.clock import DbClock
 from automation_server.statuses import RunStatus
 
 
@@ -68,14 +70,11 @@ def _running_counts() -> Any:
     )
 
 
-def lock_claimable_automations(
-    session: Session, now: ColumnElement[datetime], limit: int
-) -> list[str]:
-    """PostgreSQL: lock up to ``limit`` automations with a runnable run and a free slot.
-
-    Ordered by their oldest runnable run; automations another claimer holds
-    are skipped, not waited for.
-    """
+@cache
+def _lock_statement(postgres: bool) -> Select[Any]:
+    """PostgreSQL: up to ``b_limit`` automations with a runnable run and a free slot,
+    oldest runnable run first, locked; those another claimer holds are skipped."""
+    now = DbClock.now_param(postgres)
     oldest = (
         select(Run.automation_id, func.min(Run.available_at).label("oldest"))
         .where(Run.status == RunStatus.QUEUED, Run.available_at <= now)
@@ -83,22 +82,20 @@ def lock_claimable_automations(
         .subquery("oldest")
     )
     running = _running_counts()
-    query = (
+    return (
         select(Automation.id)
         .join(oldest, oldest.c.automation_id == Automation.id)
         .outerjoin(running, running.c.automation_id == Automation.id)
         .where(Automation.max_running > func.coalesce(running.c.n, 0))
         .order_by(oldest.c.oldest, Automation.id)
-        .limit(limit)
+        .limit(bindparam("b_limit"))
         .with_for_update(of=Automation, skip_locked=True, key_share=True)
     )
-    return list(session.scalars(query))
 
 
-def _eligible(
-    now: ColumnElement[datetime], limit: int, automations: list[str] | None
-) -> Select[Any]:
-    """Ids of the ``limit`` oldest queued runs that fit their automation's free slots."""
+def _eligible(postgres: bool) -> Select[Any]:
+    """Ids of the ``b_limit`` oldest queued runs that fit their automation's free slots."""
+    now = DbClock.now_param(postgres)
     running = _running_counts()
     ranked = (
         select(
@@ -113,34 +110,28 @@ def _eligible(
         .outerjoin(running, running.c.automation_id == Run.automation_id)
         .where(Run.status == RunStatus.QUEUED, Run.available_at <= now)
     )
-    if automations is not None:
-        ranked = ranked.where(Run.automation_id.in_(automations))
+    if postgres:  # within the automations the first statement locked
+        ranked = ranked.where(Run.automation_id.in_(bindparam("b_automations", expanding=True)))
     sub = ranked.subquery("ranked")
     return (
         select(sub.c.id)
         .where(sub.c.rank <= sub.c.free)
         .order_by(sub.c.available_at, sub.c.id)
-        .limit(limit)
+        .limit(bindparam("b_limit"))
     )
 
 
-def start_runs(
-    session: Session,
-    *,
-    worker_id: str,
-    limit: int,
-    now: ColumnElement[datetime],
-    lease_until: ColumnElement[datetime],
-    automations: list[str] | None,
-) -> list[Any]:
-    """Move the eligible runs to ``running`` under this worker's lease; their rows."""
-    stmt = (
+@cache
+def _start_statement(postgres: bool) -> Update:
+    """Move the eligible runs to ``running`` under the worker's lease, returning them."""
+    now = DbClock.now_param(postgres)
+    return (
         update(Run)
-        .where(Run.id.in_(_eligible(now, limit, automations)), Run.status == RunStatus.QUEUED)
+        .where(Run.id.in_(_eligible(postgres)), Run.status == RunStatus.QUEUED)
         .values(
             status=RunStatus.RUNNING,
-            lease_owner=worker_id,
-            lease_expires_at=lease_until,
+            lease_owner=bindparam("b_worker"),
+            lease_expires_at=DbClock.after_param(postgres, "lease"),
             started_at=now,
         )
         .returning(
@@ -157,45 +148,92 @@ def start_runs(
             Run.started_at,
         )
     )
-    rows = list(session.execute(stmt).all())
+
+
+def start_runs(
+    session: Session, clock: DbClock, *, worker_id: str, limit: int, lease_s: float
+) -> list[Any]:
+    """Claim up to ``limit`` runs for the worker (see the module docstring); their rows."""
+    params: dict[str, Any] = {**clock.params(lease=lease_s), "b_limit": limit}
+    if clock.postgres:
+        automations = list(session.scalars(_lock_statement(True), params))
+        if not automations:
+            return []
+        params["b_automations"] = automations
+    stmt = _start_statement(clock.postgres)
+    rows = list(session.execute(stmt, {**params, "b_worker": worker_id}))
     rows.sort(key=lambda r: (r.available_at, r.id))
     return rows
 
 
-def load_claimed(session: Session, rows: list[Any]) -> list[ClaimedRun]:
-    """What each started run needs, read in the claiming transaction."""
+class RevisionCache:
+    """Variant definitions per (automation, revision): revisions never change, so each
+    is read from the database once per process (bounded, oldest entries dropped)."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._items: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def variants(self, session: Session, pairs: set[tuple[str, int]]) -> dict[Any, Any]:
+        with self._lock:
+            found = {p: self._items[p] for p in pairs if p in self._items}
+        missing = sorted(pairs - set(found))
+        if missing:
+            rows = session.execute(
+                select(Revision.automation_id, Revision.number, Revision.variants).where(
+                    tuple_(Revision.automation_id, Revision.number).in_(missing)
+                )
+            ).all()
+            fetched = {(a, n): list(v) for a, n, v in rows}
+            found.update(fetched)
+            with self._lock:
+                self._items.update(fetched)
+                while len(self._items) > self._size:
+                    self._items.pop(next(iter(self._items)))
+        return found
+
+
+def load_claimed(session: Session, rows: list[Any], revisions: RevisionCache) -> list[ClaimedRun]:
+    """What each started run needs, read in the claiming transaction: the automations'
+    settings and secrets in one query, the (immutable) revisions from the cache."""
     if not rows:
         return []
-    pairs = {(r.automation_id, r.automation_revision) for r in rows}
-    context = {
-        (c.id, c.number): c
-        for c in session.execute(
-            select(
-                Automation.id,
-                Automation.name,
-                Automation.env,
-                Automation.timeout_s,
-                Automation.network,
-                Automation.limits,
-                Revision.number,
-                Revision.variants,
-            )
-            .join(Revision, Revision.automation_id == Automation.id)
-            .where(tuple_(Revision.automation_id, Revision.number).in_(sorted(pairs)))
-        )
-    }
+    variants = revisions.variants(session, {(r.automation_id, r.automation_revision) for r in rows})
+    settings: dict[str, Any] = {}
     secrets: dict[str, dict[str, str]] = defaultdict(dict)
-    for automation_id, name, ciphertext in session.execute(
+    for row in session.execute(
         select(
-            AutomationSecret.automation_id, AutomationSecret.name, AutomationSecret.ciphertext
-        ).where(AutomationSecret.automation_id.in_({r.automation_id for r in rows}))
+            Automation.id,
+            Automation.name,
+            Automation.env,
+            Automation.timeout_s,
+            Automation.network,
+            Automation.limits,
+            AutomationSecret.name.label("secret_name"),
+            AutomationSecret.ciphertext,
+        )
+        .outerjoin(AutomationSecret, AutomationSecret.automation_id == Automation.id)
+        .where(Automation.id.in_({r.automation_id for r in rows}))
     ):
-        secrets[automation_id][name] = ciphertext
-    return [_claimed(r, context[(r.automation_id, r.automation_revision)], secrets) for r in rows]
+        settings[row.id] = row
+        if row.secret_name is not None:
+            secrets[row.id][row.secret_name] = row.ciphertext
+    return [
+        _claimed(
+            r,
+            settings[r.automation_id],
+            variants[(r.automation_id, r.automation_revision)],
+            secrets.get(r.automation_id, {}),
+        )
+        for r in rows
+    ]
 
 
-def _claimed(row: Any, ctx: Any, secrets: dict[str, dict[str, str]]) -> ClaimedRun:
-    variant = next(v for v in ctx.variants if v["name"] == row.variant)
+def _claimed(
+    row: Any, ctx: Any, variants: list[dict[str, Any]], secrets: dict[str, str]
+) -> ClaimedRun:
+    variant = next(v for v in variants if v["name"] == row.variant)
     return ClaimedRun(
         run_id=row.id,
         automation_id=row.automation_id,
@@ -208,7 +246,7 @@ def _claimed(row: Any, ctx: Any, secrets: dict[str, dict[str, str]]) -> ClaimedR
         digest=row.tarball_digest,
         entrypoint=list(variant["entrypoint"]),
         env={**ctx.env, **variant.get("env", {})},
-        encrypted_secrets=dict(secrets.get(row.automation_id, {})),
+        encrypted_secrets=dict(secrets),
         payload=dict(row.payload),
         timeout_s=ctx.timeout_s,
         network=ctx.network,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, func, literal, select
+from sqlalchemy import ColumnElement, Interval, bindparam, func, literal, select
 from sqlalchemy.orm import Session
 
 from automation_server.db.types import UTCDateTime
@@ -35,6 +35,33 @@ class DbClock:
         if self._postgres:
             return func.now() + timedelta(seconds=seconds)
         return literal(self._host_clock() + timedelta(seconds=seconds), UTCDateTime())
+
+    @property
+    def postgres(self) -> bool:
+        return self._postgres
+
+    # Statements built once (see claim.py) refer to the time through these: on
+    # PostgreSQL ``now()`` itself, on SQLite a parameter that :meth:`params` fills.
+
+    @staticmethod
+    def now_param(postgres: bool) -> ColumnElement[datetime]:
+        return func.now() if postgres else bindparam("b_now", type_=UTCDateTime())
+
+    @staticmethod
+    def after_param(postgres: bool, name: str) -> ColumnElement[datetime]:
+        """``now + <seconds named name>`` in a statement built once."""
+        if postgres:
+            return func.now() + bindparam(f"b_{name}", type_=Interval())
+        return bindparam(f"b_{name}", type_=UTCDateTime())
+
+    def params(self, **seconds: float) -> dict[str, object]:
+        """Values for :meth:`now_param` and each :meth:`after_param` name."""
+        if self._postgres:
+            return {f"b_{name}": timedelta(seconds=s) for name, s in seconds.items()}
+        now = self._host_clock()
+        out: dict[str, object] = {"b_now": now}
+        out.update({f"b_{name}": now + timedelta(seconds=s) for name, s in seconds.items()})
+        return out
 
     def read(self, session: Session) -> datetime:
         """The current time as a value (one round trip on PostgreSQL)."""

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Select, Update, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from automation_server.db.engine import Database
@@ -29,12 +30,7 @@ from automation_server.errors import Conflict, NotFound
 from automation_server.ids import to_rfc3339
 from automation_server.logging import get_logger
 from automation_server.observability import Metrics
-from automation_server.queue.claim import (
-    ClaimedRun,
-    load_claimed,
-    lock_claimable_automations,
-    start_runs,
-)
+from automation_server.queue.claim import ClaimedRun, RevisionCache, load_claimed, start_runs
 from automation_server.queue.clock import DbClock
 from automation_server.queue.listeners import RunFacts, RunListener
 from automation_server.queue.newrun import NewRun
@@ -81,6 +77,7 @@ class RunQueue:
         self._max_infra = max_infra_attempts
         self.clock = DbClock(postgres=not db.is_sqlite)
         self._listeners: list[RunListener] = []
+        self._revisions = RevisionCache()
 
     @property
     def notifier(self) -> Notifier:
@@ -105,10 +102,13 @@ class RunQueue:
         ``flush=False`` lets a caller inserting many runs (the scheduler) send them
         in one batch at commit.
         """
-        run = new.to_row()
-        session.add(run)
-        if flush:
-            session.flush()
+        if flush:  # one run: a Core insert, no unit-of-work bookkeeping
+            values = new.values()
+            session.execute(_insert_run(), values)
+            run = Run(**values)
+        else:  # many runs (the scheduler): added now, sent in one batch at commit
+            run = new.to_row()
+            session.add(run)
         if run.status == RunStatus.QUEUED:
             self._notifier.runs_queued(session)
         facts = _facts_of_row(run)
@@ -133,6 +133,13 @@ class RunQueue:
             return run
         session.execute(update(Run).where(Run.id == run.id).values(idempotency_key=None))
         return None
+
+    def revision_variants(
+        self, session: Session, automation_id: str, number: int
+    ) -> list[dict[str, Any]] | None:
+        """The variants of an (immutable) revision, cached per process."""
+        found = self._revisions.variants(session, {(automation_id, number)})
+        return found.get((automation_id, number))
 
     def active_counts(self, session: Session, automation_ids: Sequence[str]) -> dict[str, int]:
         """Queued plus running runs per automation."""
@@ -159,22 +166,11 @@ class RunQueue:
         """Start up to ``limit`` runnable runs for this worker, oldest first (see claim.py)."""
         if limit <= 0:
             return []
-        now, lease_until = self.clock.now(), self.clock.after(lease_s)
         with self._db.write() as session:
-            automations = None
-            if not self._db.is_sqlite:
-                automations = lock_claimable_automations(session, now, limit)
-                if not automations:
-                    return []
             rows = start_runs(
-                session,
-                worker_id=worker_id,
-                limit=limit,
-                now=now,
-                lease_until=lease_until,
-                automations=automations,
+                session, self.clock, worker_id=worker_id, limit=limit, lease_s=lease_s
             )
-            return load_claimed(session, rows)
+            return load_claimed(session, rows, self._revisions)
 
     # ---- while running ---------------------------------------------------------
 
@@ -210,10 +206,7 @@ class RunQueue:
         """Record an attempt's end: retry it, or give the run its final status."""
         with self._db.write() as session:
             row = session.execute(
-                select(*_STATE, Automation.retry, self.clock.now().label("db_now"))
-                .join(Automation, Automation.id == Run.automation_id)
-                .where(Run.id == run_id)
-                .with_for_update(of=Run, key_share=True)
+                _finish_select(self.clock.postgres), {**self.clock.params(), "b_run": run_id}
             ).one_or_none()
             if row is None or row.status != RunStatus.RUNNING or row.lease_owner != worker_id:
                 status = RunStatus(row.status) if row else RunStatus.CANCELLED
@@ -223,22 +216,27 @@ class RunQueue:
 
     def _settle(self, session: Session, row: Any, result: RunResult) -> FinishReport:
         """Apply one attempt's result to a locked run row (finish and reap share this)."""
-        now: datetime = row.db_now
         state = AttemptState(row.attempt, row.infra_failures, row.cancel_requested)
         step = next_step(result, state, RetryPolicy.of(row.retry, self._max_infra))
-        values: dict[str, Any] = {
-            "lease_owner": None,
-            "lease_expires_at": None,
-            "infra_failures": step.infra_failures,
-            "log_bytes": result.log_bytes,
-            "log_truncated": result.log_truncated,
-            "sandbox": result.sandbox,
-            "limits": result.limits,
+        common = {
+            "b_id": row.id,
+            "b_infra": step.infra_failures,
+            "b_log_bytes": result.log_bytes,
+            "b_log_truncated": result.log_truncated,
+            "b_sandbox": result.sandbox,
+            "b_limits": result.limits,
         }
         if step.retry_in_s is not None:
-            values.update(_requeued(row, result, now))
-            values["available_at"] = self.clock.after(step.retry_in_s)
-            session.execute(update(Run).where(Run.id == row.id).values(**values))
+            entry = _attempt_entry(row, result, row.db_now)
+            session.execute(
+                _requeue_update(self.clock.postgres),
+                {
+                    **common,
+                    **self.clock.params(retry=step.retry_in_s),
+                    "b_attempt": row.attempt + 1,
+                    "b_attempts": [*row.attempts, entry],
+                },
+            )
             self._notifier.runs_queued(session)
             log.info(
                 "run.retry_queued",
@@ -247,19 +245,23 @@ class RunQueue:
                 retry_in_s=round(step.retry_in_s, 3),
             )
             return FinishReport(recorded=True, final=False, status=RunStatus.QUEUED)
-        values.update(
-            status=step.status,
-            failure_origin=step.failure_origin,
-            exit_code=result.exit_code,
-            error=result.error,
-            duration_ms=result.duration_ms,
-            metrics=result.metrics,
-            outputs=result.outputs,
-            finished_at=now,
+        session.execute(
+            _final_update(),
+            {
+                **common,
+                "b_status": step.status,
+                "b_origin": step.failure_origin,
+                "b_exit_code": result.exit_code,
+                "b_error": result.error,
+                "b_duration_ms": result.duration_ms,
+                "b_metrics": result.metrics,
+                "b_outputs": result.outputs,
+                "b_finished_at": row.db_now,
+            },
         )
-        session.execute(update(Run).where(Run.id == row.id).values(**values))
         self._finished(session, _facts_of_state(row, result, step.status, step.failure_origin))
-        return FinishReport(recorded=True, final=True, status=step.status)
+        policy = bool(getattr(row, "auto_promote", None))
+        return FinishReport(recorded=True, final=True, status=step.status, auto_promote=policy)
 
     def _finished(self, session: Session, facts: RunFacts) -> None:
         """A run's final state: listeners hear of it here, in the same transaction."""
@@ -267,9 +269,8 @@ class RunQueue:
             listener.run_finished(session, facts)
         self._metrics.runs_finished.labels(facts.status.value).inc()
         session.execute(
-            update(Automation)
-            .where(Automation.id == facts.automation_id)
-            .values(last_run_id=facts.id, last_run_status=facts.status.value)
+            _last_run_update(),
+            {"b_aid": facts.automation_id, "b_run": facts.id, "b_status": facts.status.value},
         )
         # A slot of this automation is free: other workers may claim its next run.
         self._notifier.runs_queued(session)
@@ -410,9 +411,9 @@ class RunQueue:
         return ids
 
 
-def _requeued(row: Any, result: RunResult, now: datetime) -> dict[str, Any]:
-    """The attempt goes into ``attempts`` and the run back to the queue."""
-    entry = {
+def _attempt_entry(row: Any, result: RunResult, now: datetime) -> dict[str, Any]:
+    """The attempt as ``attempts`` keeps it when the run goes back to the queue."""
+    return {
         "attempt": row.attempt,
         "status": result.status.value,
         "exit_code": result.exit_code,
@@ -421,18 +422,92 @@ def _requeued(row: Any, result: RunResult, now: datetime) -> dict[str, Any]:
         "started_at": to_rfc3339(row.started_at),
         "finished_at": to_rfc3339(now),
     }
+
+
+# The hot path's statements, built once; values come as ``b_*`` parameters.
+
+
+@cache
+def _insert_run() -> Any:
+    return insert(Run)
+
+
+@cache
+def _finish_select(postgres: bool) -> Select[Any]:
+    return (
+        select(
+            *_STATE,
+            Automation.retry,
+            Automation.auto_promote,
+            DbClock.now_param(postgres).label("db_now"),
+        )
+        .join(Automation, Automation.id == Run.automation_id)
+        .where(Run.id == bindparam("b_run"))
+        .with_for_update(of=Run, key_share=True)
+    )
+
+
+def _settled_values() -> dict[str, Any]:
     return {
-        "status": RunStatus.QUEUED,
-        "attempt": row.attempt + 1,
-        "attempts": [*row.attempts, entry],
-        "started_at": None,
-        "finished_at": None,
-        "exit_code": None,
-        "duration_ms": None,
-        "error": None,
-        "metrics": {},
-        "outputs": {},
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "infra_failures": bindparam("b_infra"),
+        "log_bytes": bindparam("b_log_bytes"),
+        "log_truncated": bindparam("b_log_truncated"),
+        "sandbox": bindparam("b_sandbox"),
+        "limits": bindparam("b_limits"),
     }
+
+
+@cache
+def _requeue_update(postgres: bool) -> Update:
+    """The attempt kept in ``attempts``, the run back in the queue."""
+    return (
+        update(Run)
+        .where(Run.id == bindparam("b_id"))
+        .values(
+            **_settled_values(),
+            status=RunStatus.QUEUED,
+            attempt=bindparam("b_attempt"),
+            attempts=bindparam("b_attempts"),
+            available_at=DbClock.after_param(postgres, "retry"),
+            started_at=None,
+            finished_at=None,
+            exit_code=None,
+            duration_ms=None,
+            error=None,
+            metrics={},
+            outputs={},
+        )
+    )
+
+
+@cache
+def _final_update() -> Update:
+    return (
+        update(Run)
+        .where(Run.id == bindparam("b_id"))
+        .values(
+            **_settled_values(),
+            status=bindparam("b_status"),
+            failure_origin=bindparam("b_origin"),
+            exit_code=bindparam("b_exit_code"),
+            error=bindparam("b_error"),
+            duration_ms=bindparam("b_duration_ms"),
+            metrics=bindparam("b_metrics"),
+            outputs=bindparam("b_outputs"),
+            finished_at=bindparam("b_finished_at"),
+        )
+    )
+
+
+@cache
+def _last_run_update() -> Update:
+    return (
+        update(Automation)
+        .where(Automation.id == bindparam("b_aid"))
+        .values(last_run_id=bindparam("b_run"), last_run_status=bindparam("b_status"))
+    )
 
 
 def _facts_of_state(row: Any, result: RunResult, status: RunStatus, origin: Any) -> RunFacts:

@@ -29,8 +29,12 @@ class NewRun:
     skipped_reason: str | None = None  # set: recorded as ``skipped``, never executed
 
     def to_row(self) -> Run:
+        return Run(**self.values())
+
+    def values(self) -> dict[str, Any]:
+        """The new row's columns (a fresh id each call)."""
         skipped = self.skipped_reason is not None
-        return Run(
+        return dict(
             id=new_id(),
             org_id=self.org_id,
             automation_id=self.automation_id,

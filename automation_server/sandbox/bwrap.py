@@ -203,7 +203,6 @@ class BwrapExecutor:
         capture = LogCapture(spec.limits.max_log_bytes)
         if cancel.is_set():
             return make_outcome(spec, "cancelled", None, "cancelled before it started", 0, capture)
-        self.cgroups.warm_up()
         if spec.network == "egress" and not self.slirp:
             raise SandboxError("network 'egress' needs slirp4netns: apt-get install slirp4netns")
         try:
@@ -294,7 +293,12 @@ class BwrapExecutor:
             return stopped
         if status_code is None:
             # bubblewrap exited without the program having run: its message says why.
-            return make_outcome(spec, "failed", None, _setup_error(capture), duration_ms, capture)
+            # An entrypoint that cannot be executed is the program's failure; any other
+            # set-up failure is the platform's (SandboxError: retried elsewhere).
+            problem, of_program = _setup_error(capture)
+            if not of_program:
+                raise SandboxError(problem)
+            return make_outcome(spec, "failed", None, problem, duration_ms, capture)
         if code == 0:
             return make_outcome(spec, "succeeded", 0, None, duration_ms, capture)
         error = failure_error(code, spec.limits, oom_killed=oom_killed)
@@ -482,9 +486,10 @@ def _tasks_of_uid(uid: int) -> int:
     return count
 
 
-def _setup_error(capture: LogCapture) -> str:
+def _setup_error(capture: LogCapture) -> tuple[str, bool]:
+    """bubblewrap's message, and whether it is about the program (its entrypoint)."""
     lines = [ln for ln in capture.result().decode(errors="replace").splitlines() if ln]
     message = next((ln for ln in reversed(lines) if ln.startswith("bwrap:")), None)
     if message and "execvp" in message:
-        return f"cannot execute the entrypoint ({message})"
-    return f"the sandbox failed to start ({message or 'no message'})"
+        return f"cannot execute the entrypoint ({message})", True
+    return f"the sandbox failed to start ({message or 'no message'})", False

@@ -5,9 +5,11 @@ Shared by every executor so a run behaves the same with or without a sandbox.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -150,6 +152,10 @@ def _on_path(name: str, path_dirs: Sequence[Path]) -> bool:
 def _is_file(workdir: Path, relative: str) -> bool:
     """True for a regular file inside workdir (symlinks allowed if they stay inside)."""
     candidate = workdir / relative
+    if "/" not in relative:  # a file at the root: one lstat, no path resolution
+        with contextlib.suppress(OSError):
+            if stat.S_ISREG(os.lstat(candidate).st_mode):
+                return True
     try:
         real = candidate.resolve(strict=True)
         root = workdir.resolve(strict=True)

@@ -193,7 +193,8 @@ class Worker:
         return self._execution.execute(task, flight.cancel)
 
     def _record(self, flight: InFlight, result: RunResult) -> bool:
-        """Store the attempt's result; True when the run reached its final state."""
+        """Store the attempt's result; True when the run reached its final state and its
+        automation's auto-promotion policy should be evaluated."""
         if flight.handing_back and result.status == RunStatus.CANCELLED:
             handed = self._durably(
                 "hand_back", lambda: self._queue.hand_back(flight.run_id, self.id)
@@ -212,7 +213,8 @@ class Worker:
             duration_ms=result.duration_ms,
             recorded=report.recorded,
         )
-        return report.recorded and report.final
+        # Only an automation with a champion/challenger policy needs evaluating.
+        return report.recorded and report.final and report.auto_promote
 
     def _durably(self, action: str, fn: Callable[[], T]) -> T:
         """Retry a queue write through a database outage, so a finished run's result is

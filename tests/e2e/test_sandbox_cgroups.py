@@ -93,3 +93,12 @@ def test_run_cgroup_limits_lists_and_kills_its_processes() -> None:
     for base in bases:  # the test's own parent directory
         with contextlib.suppress(OSError):
             base.rmdir()
+
+
+def test_the_migration_note_says_whether_favordynmods_is_on() -> None:
+    from automation_server.sandbox.cgroups import migration_note
+
+    off = migration_note(_mounts(MOUNTINFO))
+    assert "favordynmods off" in off and "/sys/fs/cgroup/unified" in off
+    on = migration_note(_mounts(MOUNTINFO.replace("cgroup2 rw", "cgroup2 rw,favordynmods")))
+    assert on.startswith("favordynmods on")

@@ -65,7 +65,8 @@ def test_sigkilled_worker_run_is_recovered_by_another(tmp_path: Path, pg_url: st
     procs = [start(["worker"], env, tmp_path, f"w{i}") for i in range(2)]
     try:
         with live_server(services) as server:
-            http, automation_id = _setup(server, retry={"max_attempts": 2, "backoff_s": 0})
+            # One attempt only: a lost worker is the platform's failure, not the user's.
+            http, automation_id = _setup(server, retry={"max_attempts": 1})
             run_id = http.post(f"/v1/automations/{automation_id}/dispatch").json()["id"]
             _wait(http, run_id, lambda r: r["status"] == "running")
             victim = _worker_holding(procs, run_id)
@@ -76,8 +77,10 @@ def test_sigkilled_worker_run_is_recovered_by_another(tmp_path: Path, pg_url: st
             restarted = datetime.fromisoformat(rerun["started_at"].replace("Z", "+00:00"))
             recovery_s = restarted.timestamp() - died
             run = _wait(http, run_id, lambda r: r["status"] == "succeeded")
-            assert run["attempts"][0]["error"] == "worker lost"
+            assert run["attempts"][0]["error"].startswith("worker lost")
             assert run["attempts"][0]["status"] == "failed"
+            assert run["attempts"][0]["origin"] == "infrastructure"
+            assert run["failure_origin"] is None
             log = http.get(f"/v1/runs/{run_id}/logs").text
             assert "attempt 2 done" in log
             print(f"recovery after SIGKILL: {recovery_s:.2f} s (lease 3 s)")
@@ -88,12 +91,15 @@ def test_sigkilled_worker_run_is_recovered_by_another(tmp_path: Path, pg_url: st
         services.close()
 
 
-def test_lost_run_without_retries_fails_with_worker_lost(tmp_path: Path, pg_url: str) -> None:
+def test_a_lost_run_past_the_platform_retry_limit_fails_as_infrastructure(
+    tmp_path: Path, pg_url: str
+) -> None:
     require_bwrap()
     data_dir = tmp_path / "var"
     env = process_env(
         data_dir,
         pg_url,
+        AUTOMATION_MAX_INFRA_ATTEMPTS="1",
         AUTOMATION_LEASE_S="2",
         AUTOMATION_HEARTBEAT_S="0.5",
         AUTOMATION_WORKER_CONCURRENCY="1",
@@ -108,7 +114,8 @@ def test_lost_run_without_retries_fails_with_worker_lost(tmp_path: Path, pg_url:
             procs[0].signal(signal.SIGKILL)
             procs.append(start(["worker"], env, tmp_path, "w1"))  # its reaper finds the run
             run = _wait(http, run_id, lambda r: r["status"] == "failed", timeout=30)
-            assert run["error"] == "worker lost" and run["attempt"] == 1
+            assert run["error"].startswith("worker lost") and run["attempt"] == 1
+            assert run["failure_origin"] == "infrastructure"
     finally:
         for proc in procs:
             proc.stop()
