@@ -119,9 +119,7 @@ def _rollup_cost(s: BenchStack, n: int) -> dict[str, Any]:
     """Finish cost with rollups (experiment, two metrics) minus without (no experiment)."""
     wide = ConcurrencySpec(max_running=1000)
     plain = _automations(s, "plain-finish", 1, concurrency=wide)
-    measured = _automations(
-        s, "exp-finish", 1, concurrency=wide, experiment_id="bench-rollups"
-    )
+    measured = _automations(s, "exp-finish", 1, concurrency=wide, experiment_id="bench-rollups")
     per_run = {}
     for label, automation_id in (("without", plain[0]), ("with", measured[0])):
         for _ in range(n):
