@@ -20,6 +20,7 @@ from tests.support import (
 )
 
 configure_logging("warning", "json")
+POSTGRES_ERROR = "not tried yet"
 
 
 @pytest.fixture(scope="session")
@@ -36,8 +37,10 @@ def postgres_databases() -> Iterator[PostgresDatabases | None]:
         with dbs.admin.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
     except Exception as exc:
+        # Tests that need PostgreSQL skip on a laptop and fail in CI, showing this error.
+        global POSTGRES_ERROR
+        POSTGRES_ERROR = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
         yield None
-        _ = exc
         return
     dbs.prepare_template()
     yield dbs
@@ -54,7 +57,7 @@ def database_url(
     if request.param == "sqlite":
         return sqlite_databases.fresh()
     if postgres_databases is None:
-        skip_or_fail(f"PostgreSQL not reachable at {PG_ADMIN_URL}")
+        skip_or_fail(f"PostgreSQL not reachable at {PG_ADMIN_URL} ({POSTGRES_ERROR})")
     assert postgres_databases is not None
     return postgres_databases.fresh()
 
@@ -67,7 +70,7 @@ def sqlite_url(sqlite_databases: SqliteDatabases) -> str:
 @pytest.fixture
 def pg_url(postgres_databases: PostgresDatabases | None) -> str:
     if postgres_databases is None:
-        skip_or_fail(f"PostgreSQL not reachable at {PG_ADMIN_URL}")
+        skip_or_fail(f"PostgreSQL not reachable at {PG_ADMIN_URL} ({POSTGRES_ERROR})")
     assert postgres_databases is not None
     return postgres_databases.fresh()
 

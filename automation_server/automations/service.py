@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import secrets as pysecrets
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 from msgspec import UNSET
@@ -21,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from automation_server.audit import record
 from automation_server.automations import validation as rules
+from automation_server.automations.drafts import VariantDrafts
 from automation_server.automations.schemas import (
     AutomationCreate,
     AutomationOut,
@@ -28,12 +28,9 @@ from automation_server.automations.schemas import (
     AutomationPatch,
     RevisionOut,
     RevisionPage,
-    VariantPatch,
-    VariantSpec,
     to_builtins,
 )
 from automation_server.automations.store import (
-    VariantDraft,
     add_revision,
     draft_of,
     live_drafts,
@@ -56,8 +53,6 @@ from automation_server.security.accounts import Caller
 from automation_server.security.crypto import SecretBox
 from automation_server.storage.blobs import BlobService
 from automation_server.triggers import schedule_of
-
-DEFAULT_ENTRYPOINT = ["python3", "main.py"]
 
 
 def check_fields(body: dict[str, Any]) -> None:
@@ -84,6 +79,7 @@ class AutomationService:
         self._notifier = notifier
         self._queue = queue
         self._blobs = blobs
+        self._drafts = VariantDrafts(blobs)
         self._box = box
         self._settings = settings
 
@@ -98,7 +94,7 @@ class AutomationService:
         """Validate and store a new automation; ``sources`` records how variants were made."""
         check_fields(to_builtins(body))
         rules.check_storable(list(sources or []), "variants")
-        drafts = self._drafts_from_create(caller, body, sources)
+        drafts = self._drafts.from_create(caller, body, sources)
         self._check_common(
             body.experiment_id,
             [d.name for d in drafts],
@@ -154,64 +150,6 @@ class AutomationService:
             raise self._conflict(body.name) from exc
         out = self.get(caller, row.id)
         return struct_replace(out, webhook_secret=webhook_secret) if webhook_secret else out
-
-    def _drafts_from_create(
-        self, caller: Caller, body: AutomationCreate, sources: Sequence[dict[str, Any]] | None
-    ) -> list[VariantDraft]:
-        if body.variants is not None and body.tarball is not None:
-            raise Invalid(
-                "tarball: give either 'variants' or the 'tarball' shorthand, not both",
-                field="tarball",
-                code="invalid_variants",
-            )
-        if body.variants is None and body.tarball is None:
-            raise Invalid(
-                "variants: give 'variants' (or 'tarball' for a single variant)",
-                field="variants",
-                code="missing_variants",
-            )
-        if body.variants is None:
-            if body.entrypoint is not None:
-                rules.check_entrypoint(body.entrypoint, "entrypoint")
-            digest = self._blobs.resolve(caller.org_id, body.tarball or "", field="tarball")
-            return [
-                VariantDraft(
-                    "default",
-                    1,
-                    digest,
-                    body.entrypoint or DEFAULT_ENTRYPOINT,
-                    {},
-                    "",
-                    _source(body.tarball or "", sources, 0),
-                )
-            ]
-        if body.entrypoint is not None:
-            raise Invalid(
-                "entrypoint: with 'variants', give each variant its own entrypoint",
-                field="entrypoint",
-                code="invalid_variants",
-            )
-        return [
-            self._draft(caller, spec, f"variants[{i}]", _source(spec.tarball, sources, i))
-            for i, spec in enumerate(body.variants)
-        ]
-
-    def _draft(
-        self, caller: Caller, spec: VariantSpec, field: str, source: dict[str, Any]
-    ) -> VariantDraft:
-        entrypoint = spec.entrypoint or DEFAULT_ENTRYPOINT
-        rules.check_entrypoint(entrypoint, f"{field}.entrypoint")
-        rules.check_env(spec.env, f"{field}.env")
-        digest = self._blobs.resolve(caller.org_id, spec.tarball, field=f"{field}.tarball")
-        return VariantDraft(
-            spec.name,
-            spec.weight,
-            digest,
-            list(entrypoint),
-            dict(spec.env),
-            spec.description,
-            source,
-        )
 
     def _check_common(
         self,
@@ -275,7 +213,7 @@ class AutomationService:
         current = self.get_row(caller, automation_id)
         with self._db.read() as session:
             live = live_variants(session, automation_id)
-        drafts = self._patched_variants(caller, [draft_of(v) for v in live], patch)
+        drafts = self._drafts.patched(caller, [draft_of(v) for v in live], patch)
         experiment_id = (
             current.experiment_id if patch.experiment_id is UNSET else patch.experiment_id
         )
@@ -372,63 +310,6 @@ class AutomationService:
         if "trigger" in changes or "enabled" in changes:
             row.next_run_at = self._next_run(row)
 
-    def _patched_variants(
-        self, caller: Caller, old: list[VariantDraft], patch: AutomationPatch
-    ) -> list[VariantDraft]:
-        drafts = old
-        if patch.variants is not UNSET:
-            by_name = {d.name: d for d in old}
-            drafts = [
-                self._patch_one(caller, by_name.get(p.name), p, f"variants[{i}]")
-                for i, p in enumerate(patch.variants)
-            ]
-        if patch.weights is not UNSET:
-            names = {d.name for d in drafts}
-            for name in patch.weights:
-                if name not in names:
-                    raise Invalid(
-                        f"weights: unknown variant '{name}'",
-                        field=f"weights.{name}",
-                        code="unknown_variant",
-                    )
-            drafts = [replace(d, weight=patch.weights.get(d.name, d.weight)) for d in drafts]
-        return drafts
-
-    def _patch_one(
-        self, caller: Caller, old: VariantDraft | None, p: VariantPatch, field: str
-    ) -> VariantDraft:
-        if old is None:
-            if p.tarball is UNSET:
-                raise Invalid(
-                    f"{field}.tarball: a new variant needs a tarball",
-                    field=f"{field}.tarball",
-                    code="missing_tarball",
-                )
-            spec = VariantSpec(
-                name=p.name,
-                tarball=p.tarball,
-                weight=1 if p.weight is UNSET else p.weight,
-                entrypoint=None if p.entrypoint is UNSET else p.entrypoint,
-                env={} if p.env is UNSET else p.env,
-                description="" if p.description is UNSET else p.description,
-            )
-            return self._draft(caller, spec, field, {"kind": "upload"})
-        draft = old
-        if p.tarball is not UNSET:
-            digest = self._blobs.resolve(caller.org_id, p.tarball, field=f"{field}.tarball")
-            draft = replace(draft, digest=digest, source={"kind": "upload"})
-        if p.entrypoint is not UNSET:
-            rules.check_entrypoint(p.entrypoint, f"{field}.entrypoint")
-            draft = replace(draft, entrypoint=list(p.entrypoint))
-        if p.env is not UNSET:
-            rules.check_env(p.env, f"{field}.env")
-            draft = replace(draft, env=dict(p.env))
-        if p.weight is not UNSET:
-            draft = replace(draft, weight=p.weight)
-        if p.description is not UNSET:
-            draft = replace(draft, description=p.description)
-        return draft
-
     # ---- delete ----------------------------------------------------------------
 
     def delete(self, caller: Caller, automation_id: str) -> None:
@@ -509,9 +390,3 @@ class AutomationService:
             field="name",
             code="duplicate_name",
         )
-
-
-def _source(tarball: str, sources: Sequence[dict[str, Any]] | None, index: int) -> dict[str, Any]:
-    if sources is not None:
-        return dict(sources[index])
-    return {"kind": "s3", "uri": tarball} if tarball.startswith("s3://") else {"kind": "upload"}

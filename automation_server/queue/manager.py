@@ -18,16 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from functools import cache
 from typing import Any
 
-from sqlalchemy import Select, Update, bindparam, delete, func, insert, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from automation_server.db.engine import Database
 from automation_server.db.models import Automation, Run
 from automation_server.errors import Conflict, NotFound
-from automation_server.ids import to_rfc3339
 from automation_server.logging import get_logger
 from automation_server.observability import Metrics
 from automation_server.queue.claim import ClaimedRun, RevisionCache, load_claimed, start_runs
@@ -37,29 +35,20 @@ from automation_server.queue.newrun import NewRun
 from automation_server.queue.notify import Notifier
 from automation_server.queue.outcomes import AttemptState, RetryPolicy, next_step
 from automation_server.queue.results import WORKER_LOST, FinishReport, RunResult
+from automation_server.queue.statements import (
+    STATE,
+    attempt_entry,
+    facts_of_row,
+    facts_of_state,
+    final_update,
+    finish_select,
+    insert_run,
+    last_run_update,
+    requeue_update,
+)
 from automation_server.statuses import ACTIVE, FINISHED, RunStatus
 
 log = get_logger("queue")
-
-# The columns a transition reads from the locked run row.
-_STATE = (
-    Run.id,
-    Run.org_id,
-    Run.automation_id,
-    Run.automation_revision,
-    Run.experiment_id,
-    Run.variant,
-    Run.assignment_method,
-    Run.trigger,
-    Run.status,
-    Run.attempt,
-    Run.attempts,
-    Run.infra_failures,
-    Run.cancel_requested,
-    Run.lease_owner,
-    Run.created_at,
-    Run.started_at,
-)
 
 
 class RunQueue:
@@ -104,14 +93,14 @@ class RunQueue:
         """
         if flush:  # one run: a Core insert, no unit-of-work bookkeeping
             values = new.values()
-            session.execute(_insert_run(), values)
+            session.execute(insert_run(), values)
             run = Run(**values)
         else:  # many runs (the scheduler): added now, sent in one batch at commit
             run = new.to_row()
             session.add(run)
         if run.status == RunStatus.QUEUED:
             self._notifier.runs_queued(session)
-        facts = _facts_of_row(run)
+        facts = facts_of_row(run)
         for listener in self._listeners:
             listener.run_created(session, facts)
         if run.status == RunStatus.SKIPPED:
@@ -206,7 +195,7 @@ class RunQueue:
         """Record an attempt's end: retry it, or give the run its final status."""
         with self._db.write() as session:
             row = session.execute(
-                _finish_select(self.clock.postgres), {**self.clock.params(), "b_run": run_id}
+                finish_select(self.clock.postgres), {**self.clock.params(), "b_run": run_id}
             ).one_or_none()
             if row is None or row.status != RunStatus.RUNNING or row.lease_owner != worker_id:
                 status = RunStatus(row.status) if row else RunStatus.CANCELLED
@@ -227,9 +216,9 @@ class RunQueue:
             "b_limits": result.limits,
         }
         if step.retry_in_s is not None:
-            entry = _attempt_entry(row, result, row.db_now)
+            entry = attempt_entry(row, result, row.db_now)
             session.execute(
-                _requeue_update(self.clock.postgres),
+                requeue_update(self.clock.postgres),
                 {
                     **common,
                     **self.clock.params(retry=step.retry_in_s),
@@ -246,7 +235,7 @@ class RunQueue:
             )
             return FinishReport(recorded=True, final=False, status=RunStatus.QUEUED)
         session.execute(
-            _final_update(),
+            final_update(),
             {
                 **common,
                 "b_status": step.status,
@@ -259,7 +248,7 @@ class RunQueue:
                 "b_finished_at": row.db_now,
             },
         )
-        self._finished(session, _facts_of_state(row, result, step.status, step.failure_origin))
+        self._finished(session, facts_of_state(row, result, step.status, step.failure_origin))
         policy = bool(getattr(row, "auto_promote", None))
         return FinishReport(recorded=True, final=True, status=step.status, auto_promote=policy)
 
@@ -269,7 +258,7 @@ class RunQueue:
             listener.run_finished(session, facts)
         self._metrics.runs_finished.labels(facts.status.value).inc()
         session.execute(
-            _last_run_update(),
+            last_run_update(),
             {"b_aid": facts.automation_id, "b_run": facts.id, "b_status": facts.status.value},
         )
         # A slot of this automation is free: other workers may claim its next run.
@@ -303,7 +292,7 @@ class RunQueue:
     def cancel_queued(self, session: Session, automation_id: str, reason: str) -> int:
         """Cancel every queued run of an automation (it was deleted), in the caller's txn."""
         rows = session.execute(
-            select(*_STATE, self.clock.now().label("db_now"))
+            select(*STATE, self.clock.now().label("db_now"))
             .where(Run.automation_id == automation_id, Run.status == RunStatus.QUEUED)
             .with_for_update(of=Run)
         ).all()
@@ -325,13 +314,13 @@ class RunQueue:
             )
         )
         cancelled = RunResult(RunStatus.CANCELLED, None, reason, None)
-        self._finished(session, _facts_of_state(row, cancelled, RunStatus.CANCELLED, None))
+        self._finished(session, facts_of_state(row, cancelled, RunStatus.CANCELLED, None))
 
     def cancel(self, org_id: str, run_id: str) -> Run:
         """Cancel a queued run at once, or ask the worker of a running one to stop it."""
         with self._db.write() as session:
             row = session.execute(
-                select(*_STATE, self.clock.now().label("db_now"))
+                select(*STATE, self.clock.now().label("db_now"))
                 .where(Run.id == run_id, Run.org_id == org_id)
                 .with_for_update(of=Run)
             ).one_or_none()
@@ -357,7 +346,7 @@ class RunQueue:
         """Runs whose worker stopped renewing its lease: an infrastructure failure to retry."""
         with self._db.write() as session:
             rows = session.execute(
-                select(*_STATE, Automation.retry, self.clock.now().label("db_now"))
+                select(*STATE, Automation.retry, self.clock.now().label("db_now"))
                 .join(Automation, Automation.id == Run.automation_id)
                 .where(Run.status == RunStatus.RUNNING, Run.lease_expires_at < self.clock.now())
                 .with_for_update(of=Run, skip_locked=True)
@@ -409,138 +398,3 @@ class RunQueue:
                 update(Run).where(Run.id.in_(ids)).values(log_bytes=0, log_truncated=False)
             )
         return ids
-
-
-def _attempt_entry(row: Any, result: RunResult, now: datetime) -> dict[str, Any]:
-    """The attempt as ``attempts`` keeps it when the run goes back to the queue."""
-    return {
-        "attempt": row.attempt,
-        "status": result.status.value,
-        "exit_code": result.exit_code,
-        "error": result.error,
-        "origin": result.failure_origin.value if result.failure_origin else None,
-        "started_at": to_rfc3339(row.started_at),
-        "finished_at": to_rfc3339(now),
-    }
-
-
-# The hot path's statements, built once; values come as ``b_*`` parameters.
-
-
-@cache
-def _insert_run() -> Any:
-    return insert(Run)
-
-
-@cache
-def _finish_select(postgres: bool) -> Select[Any]:
-    return (
-        select(
-            *_STATE,
-            Automation.retry,
-            Automation.auto_promote,
-            DbClock.now_param(postgres).label("db_now"),
-        )
-        .join(Automation, Automation.id == Run.automation_id)
-        .where(Run.id == bindparam("b_run"))
-        .with_for_update(of=Run, key_share=True)
-    )
-
-
-def _settled_values() -> dict[str, Any]:
-    return {
-        "lease_owner": None,
-        "lease_expires_at": None,
-        "infra_failures": bindparam("b_infra"),
-        "log_bytes": bindparam("b_log_bytes"),
-        "log_truncated": bindparam("b_log_truncated"),
-        "sandbox": bindparam("b_sandbox"),
-        "limits": bindparam("b_limits"),
-    }
-
-
-@cache
-def _requeue_update(postgres: bool) -> Update:
-    """The attempt kept in ``attempts``, the run back in the queue."""
-    return (
-        update(Run)
-        .where(Run.id == bindparam("b_id"))
-        .values(
-            **_settled_values(),
-            status=RunStatus.QUEUED,
-            attempt=bindparam("b_attempt"),
-            attempts=bindparam("b_attempts"),
-            available_at=DbClock.after_param(postgres, "retry"),
-            started_at=None,
-            finished_at=None,
-            exit_code=None,
-            duration_ms=None,
-            error=None,
-            metrics={},
-            outputs={},
-        )
-    )
-
-
-@cache
-def _final_update() -> Update:
-    return (
-        update(Run)
-        .where(Run.id == bindparam("b_id"))
-        .values(
-            **_settled_values(),
-            status=bindparam("b_status"),
-            failure_origin=bindparam("b_origin"),
-            exit_code=bindparam("b_exit_code"),
-            error=bindparam("b_error"),
-            duration_ms=bindparam("b_duration_ms"),
-            metrics=bindparam("b_metrics"),
-            outputs=bindparam("b_outputs"),
-            finished_at=bindparam("b_finished_at"),
-        )
-    )
-
-
-@cache
-def _last_run_update() -> Update:
-    return (
-        update(Automation)
-        .where(Automation.id == bindparam("b_aid"))
-        .values(last_run_id=bindparam("b_run"), last_run_status=bindparam("b_status"))
-    )
-
-
-def _facts_of_state(row: Any, result: RunResult, status: RunStatus, origin: Any) -> RunFacts:
-    return RunFacts(
-        id=row.id,
-        org_id=row.org_id,
-        automation_id=row.automation_id,
-        revision=row.automation_revision,
-        experiment_id=row.experiment_id,
-        variant=row.variant,
-        method=row.assignment_method,
-        trigger=row.trigger,
-        status=status,
-        created_at=row.created_at,
-        failure_origin=origin,
-        duration_ms=result.duration_ms,
-        metrics=dict(result.metrics),
-        error=result.error,
-        attempt=row.attempt,
-    )
-
-
-def _facts_of_row(run: Run) -> RunFacts:
-    return RunFacts(
-        id=run.id,
-        org_id=run.org_id,
-        automation_id=run.automation_id,
-        revision=run.automation_revision,
-        experiment_id=run.experiment_id,
-        variant=run.variant,
-        method=run.assignment_method,
-        trigger=run.trigger,
-        status=RunStatus(run.status),
-        created_at=run.created_at,
-        error=run.error,
-    )

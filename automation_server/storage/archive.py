@@ -30,120 +30,43 @@ from __future__ import annotations
 
 import errno
 import gzip
-import io
 import math
 import os
 import shutil
 import tarfile
-import zlib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass, fields
-from enum import Enum
+from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import BinaryIO
 
-from automation_server.errors import InvalidArchive, SandboxError, TooLarge
+from automation_server.errors import InvalidArchive, SandboxError
+from automation_server.storage.archive_limits import (
+    _CHUNK,
+    _EXTENDED_TYPES,
+    _GZIP_MAGIC,
+    _MALFORMED_ERRORS,
+    _MAX_EXTENDED_HEADER_BYTES,
+    _MAX_GLOBAL_HEADER_BYTES,
+    _MAX_HEADER_CHAIN,
+    _MAX_MTIME,
+    ArchiveInfo,
+    ArchiveLimits,
+    human,
+)
+from automation_server.storage.archive_streams import (
+    CompressedCounter,
+    ExpandedCounter,
+    opened,
+)
+from automation_server.storage.archive_tree import MemberTree
 
 __all__ = ["ArchiveInfo", "ArchiveLimits", "safe_extract", "validate_archive"]
 
-KiB: Final = 1024
-MiB: Final = 1024 * KiB
-
-# A pax or GNU long-name header holds a few names and attributes. Anything
-# larger is an attempt to make tarfile read a huge block into memory at once.
-_MAX_EXTENDED_HEADER_BYTES: Final = 1 * MiB
-# Global pax headers accumulate for the whole archive; real ones (git archive)
-# hold one short comment.
-_MAX_GLOBAL_HEADER_BYTES: Final = 1 * MiB
-# Real archives chain at most global pax + pax + long name + long link.
-_MAX_HEADER_CHAIN: Final = 8
-# Like the kernel's ELOOP limit on symbolic link resolution.
-_MAX_LINK_HOPS: Final = 40
-# Total path components walked while resolving symbolic links, all links
-# together: keeps a maze of long link targets from costing minutes of CPU.
-_MAX_LINK_STEPS: Final = 1_000_000
-_CHUNK: Final = 64 * KiB
-_GZIP_MAGIC: Final = b"\x1f\x8b"
-# tarfile's extended header types (pax, pax global, Solaris pax, GNU long name/link).
-_EXTENDED_TYPES: Final = frozenset(
-    {
-        tarfile.XHDTYPE,
-        tarfile.XGLTYPE,
-        tarfile.SOLARIS_XHDTYPE,
-        tarfile.GNUTYPE_LONGNAME,
-        tarfile.GNUTYPE_LONGLINK,
-    }
-)
-_FILE_TYPES: Final = frozenset({tarfile.REGTYPE, tarfile.AREGTYPE})
-_REFUSED_TYPES: Final = {
-    tarfile.LNKTYPE: "hard links are not allowed",
-    tarfile.CHRTYPE: "character devices are not allowed",
-    tarfile.BLKTYPE: "block devices are not allowed",
-    tarfile.FIFOTYPE: "FIFOs are not allowed",
-    tarfile.CONTTYPE: "contiguous files are not supported",
-    tarfile.GNUTYPE_SPARSE: "sparse files are not supported",
-}
-# Errors the parser raises on malformed input that are not tarfile.TarError:
-# all of them mean "this is not a readable tar archive", never a server bug
-# worth a 500. OSError is deliberately absent (it is the disk, not the data).
-_MALFORMED_ERRORS: Final = (
-    tarfile.TarError,
-    ValueError,
-    OverflowError,
-    EOFError,
-    zlib.error,
-    RecursionError,
-)
-# Latest modification time kept on extraction (year 2242); later or
-# non-finite times from a crafted header would make os.utime fail.
-_MAX_MTIME: Final = 2**33 - 1
-
-
-@dataclass(frozen=True)
-class ArchiveLimits:
-    """Bounds on what an archive may contain or cost to read.
-
-    ``max_ratio`` is uncompressed bytes over compressed bytes read so far. It
-    only applies once more than ``ratio_floor_bytes`` have been decompressed,
-    so that small, very compressible archives (a few KB of source, a file of
-    zeros) are fine while a gzip bomb is stopped after ``ratio_floor_bytes``
-    of work instead of ``max_uncompressed_bytes``. It is checked continuously
-    on the stream, so it bounds every prefix of the archive, not only the
-    whole.
-
-    ``max_members`` bounds the entries the archive creates: members, and
-    directories that member paths imply without listing them.
-
-    ``max_uncompressed_bytes`` bounds the whole decompressed tar stream
-    (headers, data, padding, and anything after the end of the archive).
-    """
-
-    max_compressed_bytes: int = 50 * MiB
-    max_uncompressed_bytes: int = 512 * MiB
-    max_members: int = 10_000
-    max_ratio: float = 200.0
-    ratio_floor_bytes: int = 16 * MiB
-    max_name_bytes: int = 255
-    max_path_bytes: int = 4096
-
-    def __post_init__(self) -> None:
-        for spec in fields(self):
-            value = getattr(self, spec.name)
-            if not value > 0:
-                raise ValueError(f"ArchiveLimits.{spec.name} must be positive, got {value!r}")
-
-
-@dataclass(frozen=True)
-class ArchiveInfo:
-    """What a valid archive holds: regular files and their total size in bytes."""
-
-    files: int
-    size: int
+DEFAULT_LIMITS = ArchiveLimits()
 
 
 def validate_archive(
-    source: bytes | BinaryIO, limits: ArchiveLimits = ArchiveLimits()
+    source: bytes | BinaryIO, limits: ArchiveLimits = DEFAULT_LIMITS
 ) -> ArchiveInfo:
     """Check a ``.tar.gz`` without writing anything to disk.
 
@@ -152,12 +75,12 @@ def validate_archive(
     malformed or unsafe, :class:`TooLarge` if it has more compressed bytes
     than ``limits.max_compressed_bytes``.
     """
-    with _opened(source) as stream:
-        return _scan(stream, _Tree(limits), on_member=None)
+    with opened(source) as stream:
+        return _scan(stream, MemberTree(limits), on_member=None)
 
 
 def safe_extract(
-    source: bytes | BinaryIO | Path, dest: Path, limits: ArchiveLimits = ArchiveLimits()
+    source: bytes | BinaryIO | Path, dest: Path, limits: ArchiveLimits = DEFAULT_LIMITS
 ) -> ArchiveInfo:
     """Extract a ``.tar.gz`` into ``dest``, checking every member on the way.
 
@@ -170,115 +93,14 @@ def safe_extract(
     """
     created = _prepare_destination(dest)
     try:
-        tree = _Tree(limits)
-        with _opened(source) as stream:
+        tree = MemberTree(limits)
+        with opened(source) as stream:
             info = _scan(stream, tree, on_member=_extractor(dest))
         _normalise_directories(dest, tree)
     except BaseException:
         _remove_partial(dest, created)
         raise
     return info
-
-
-# --- the byte streams -------------------------------------------------------
-
-
-@contextmanager
-def _opened(source: bytes | BinaryIO | Path) -> Iterator[BinaryIO]:
-    if isinstance(source, Path):
-        with source.open("rb") as handle:
-            yield handle
-    elif isinstance(source, bytes | bytearray | memoryview):
-        yield io.BytesIO(source)
-    else:
-        yield source
-
-
-class _CompressedCounter:
-    """The source as gzip reads it: counted, capped, with the magic peeked."""
-
-    def __init__(self, source: BinaryIO, limit: int) -> None:
-        self._source = source
-        self._limit = limit
-        self._pending = b""
-        self.count = 0
-
-    def peek_magic(self) -> bytes:
-        # Read exactly the magic (short reads are legal for streams), then
-        # hand it back to gzip on its first read.
-        while len(self._pending) < len(_GZIP_MAGIC):
-            data = self._read_source(len(_GZIP_MAGIC) - len(self._pending))
-            if not data:
-                break
-            self._pending += data
-        return self._pending
-
-    def read(self, size: int = -1) -> bytes:
-        if self._pending:
-            data, self._pending = self._pending, b""
-            return data
-        return self._read_source(size if size >= 0 else _CHUNK)
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        raise io.UnsupportedOperation("the archive is read as a stream")
-
-    def _read_source(self, size: int) -> bytes:
-        # Never ask for more than one byte past the limit, so an endless
-        # stream costs at most the limit.
-        data = self._source.read(min(size, self._limit - self.count + 1))
-        self.count += len(data)
-        if self.count > self._limit:
-            raise TooLarge(f"archive is larger than {_human(self._limit)} compressed")
-        return data
-
-
-class _ExpandedCounter:
-    """The decompressed tar stream: counted against the size and ratio limits."""
-
-    def __init__(
-        self, gz: gzip.GzipFile, compressed: _CompressedCounter, limits: ArchiveLimits
-    ) -> None:
-        self._gz = gz
-        self._compressed = compressed
-        self._limits = limits
-        self.count = 0
-
-    def read(self, size: int = -1) -> bytes:
-        try:
-            data = self._gz.read(size if size >= 0 else _CHUNK)
-        except EOFError:
-            raise InvalidArchive("truncated gzip data: the compressed stream ends early") from None
-        except (gzip.BadGzipFile, zlib.error) as exc:
-            raise InvalidArchive(f"corrupt gzip data: {exc}") from None
-        self.count += len(data)
-        self._check_limits()
-        return data
-
-    # tarfile's stream mode wants a file object; only read() is ever used.
-    def write(self, data: bytes) -> int:
-        raise io.UnsupportedOperation("read only")
-
-    def tell(self) -> int:
-        return self.count
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        raise io.UnsupportedOperation("the archive is read as a stream")
-
-    def close(self) -> None:
-        """The gzip reader and the source are closed by their owners."""
-
-    def _check_limits(self) -> None:
-        limits = self._limits
-        if self.count > limits.max_uncompressed_bytes:
-            raise InvalidArchive(
-                f"archive expands to more than {_human(limits.max_uncompressed_bytes)}"
-            )
-        compressed = max(self._compressed.count, 1)
-        if self.count > limits.ratio_floor_bytes and self.count > limits.max_ratio * compressed:
-            raise InvalidArchive(
-                f"archive compression ratio is over {limits.max_ratio:g}:1"
-                f" ({_human(self.count)} from {_human(compressed)}): refusing a likely gzip bomb"
-            )
 
 
 # --- tarfile, guarded ---------------------------------------------------------
@@ -300,7 +122,7 @@ class _GuardedTarInfo(tarfile.TarInfo):
         if not 0 <= self.size <= _MAX_EXTENDED_HEADER_BYTES:
             raise InvalidArchive(
                 f"extended header of {self.size} bytes is larger than"
-                f" {_human(_MAX_EXTENDED_HEADER_BYTES)}"
+                f" {human(_MAX_EXTENDED_HEADER_BYTES)}"
             )
         assert isinstance(archive, _GuardedTarFile)
         if self.type == tarfile.XGLTYPE:
@@ -345,16 +167,16 @@ class _GuardedTarFile(tarfile.TarFile):
 _MemberHook = Callable[[tarfile.TarFile, tarfile.TarInfo], None]
 
 
-def _scan(stream: BinaryIO, tree: _Tree, on_member: _MemberHook | None) -> ArchiveInfo:
+def _scan(stream: BinaryIO, tree: MemberTree, on_member: _MemberHook | None) -> ArchiveInfo:
     limits = tree.limits
-    compressed = _CompressedCounter(stream, limits.max_compressed_bytes)
+    compressed = CompressedCounter(stream, limits.max_compressed_bytes)
     magic = compressed.peek_magic()
     if not magic:
         raise InvalidArchive("the archive is empty (0 bytes)")
     if magic != _GZIP_MAGIC:
         raise InvalidArchive("not a gzip-compressed file (a .tar.gz is expected)")
     with gzip.GzipFile(fileobj=compressed, mode="rb") as gz:
-        expanded = _ExpandedCounter(gz, compressed, limits)
+        expanded = ExpandedCounter(gz, compressed, limits)
         try:
             with _GuardedTarFile.open(
                 fileobj=expanded, mode="r|", encoding="utf-8", errorlevel=2
@@ -383,222 +205,6 @@ def _check_trailer(tar: tarfile.TarFile) -> None:
             )
 
 
-class _Kind(Enum):
-    FILE = "file"
-    DIR = "directory"
-    IMPLIED_DIR = "implied directory"
-    SYMLINK = "symbolic link"
-
-
-class _Node:
-    """One path of the archive's tree; children by name for directories."""
-
-    __slots__ = ("children", "kind", "target")
-
-    def __init__(self, kind: _Kind, target: str | None = None) -> None:
-        self.kind = kind
-        self.target = target
-        self.children: dict[str, _Node] = {}
-
-
-class _Tree:
-    """The archive's paths as a tree, with the per-member rules."""
-
-    def __init__(self, limits: ArchiveLimits) -> None:
-        self.limits = limits
-        self._root = _Node(_Kind.DIR)
-        self._symlinks: list[tuple[str, tuple[str, ...]]] = []
-        self._members = 0
-        self._entries = 0
-        self._link_steps = 0
-        self.files = 0
-        self.size = 0
-
-    def add(self, member: tarfile.TarInfo) -> bool:
-        """Check one member; False for the archive root itself (nothing to extract)."""
-        self._members += 1
-        if self._members > self.limits.max_members:
-            raise InvalidArchive(f"archive has more than {self.limits.max_members} entries")
-        name = member.name
-        parts = self._check_name(name)
-        kind = self._check_type(member)
-        if kind is not _Kind.DIR and name.rsplit("/", 1)[-1] in ("", "."):
-            # "a/." names the directory a on disk, not a new file or link in it.
-            raise InvalidArchive(f"member {name!r}: a {kind.value} name cannot end in '/' or '.'")
-        if not parts:
-            return False
-        if kind is _Kind.FILE:
-            self._add_file_size(member)
-        elif kind is _Kind.SYMLINK:
-            self._check_link_target(member)
-        self._insert(name, parts, kind, member.linkname if kind is _Kind.SYMLINK else None)
-        if kind is _Kind.SYMLINK:
-            self._symlinks.append((name, parts))
-            self._check_link_stays_inside(name, parts)
-        return True
-
-    def finish(self) -> ArchiveInfo:
-        if self.files == 0:
-            raise InvalidArchive("the archive contains no regular files")
-        # A link checked when it was read may since have gained a route out
-        # through a later link (a -> b/.. and then b -> ..): check them all
-        # again with the whole tree known.
-        for name, parts in self._symlinks:
-            self._check_link_stays_inside(name, parts)
-        return ArchiveInfo(files=self.files, size=self.size)
-
-    def directories(self) -> Iterator[tuple[str, ...]]:
-        """Every directory path, listed or implied, parents first."""
-        pending: list[tuple[tuple[str, ...], _Node]] = [((), self._root)]
-        while pending:
-            path, node = pending.pop()
-            for part, child in node.children.items():
-                if child.kind in (_Kind.DIR, _Kind.IMPLIED_DIR):
-                    yield (*path, part)
-                    pending.append(((*path, part), child))
-
-    def _check_name(self, name: str) -> tuple[str, ...]:
-        limits = self.limits
-        if "\x00" in name:
-            raise InvalidArchive(f"member {name!r}: name contains a NUL byte")
-        if name.startswith("/"):
-            raise InvalidArchive(f"member {name!r}: absolute paths are not allowed")
-        if len(_encoded(name)) > limits.max_path_bytes:
-            raise InvalidArchive(
-                f"member {name[:80]!r}...: path is longer than {limits.max_path_bytes} bytes"
-            )
-        parts = tuple(part for part in name.split("/") if part not in ("", "."))
-        for part in parts:
-            if part == "..":
-                raise InvalidArchive(f"member {name!r}: path leaves the archive root")
-            if len(_encoded(part)) > limits.max_name_bytes:
-                raise InvalidArchive(
-                    f"member {name[:80]!r}...: a path component is longer than"
-                    f" {limits.max_name_bytes} bytes"
-                )
-        return parts
-
-    @staticmethod
-    def _check_type(member: tarfile.TarInfo) -> _Kind:
-        if member.type in _REFUSED_TYPES:
-            raise InvalidArchive(f"member {member.name!r}: {_REFUSED_TYPES[member.type]}")
-        if member.sparse is not None:
-            raise InvalidArchive(f"member {member.name!r}: sparse files are not supported")
-        if member.type == tarfile.DIRTYPE:
-            return _Kind.DIR
-        if member.type == tarfile.SYMTYPE:
-            return _Kind.SYMLINK
-        if member.type in _FILE_TYPES:
-            return _Kind.FILE
-        raise InvalidArchive(f"member {member.name!r}: unsupported member type {member.type!r}")
-
-    def _add_file_size(self, member: tarfile.TarInfo) -> None:
-        if member.size < 0:
-            raise InvalidArchive(f"member {member.name!r}: negative size")
-        self.files += 1
-        self.size += member.size
-        # The header announces the size: refuse before reading the data.
-        if self.size > self.limits.max_uncompressed_bytes:
-            raise InvalidArchive(
-                f"member {member.name!r}: files add up to more than"
-                f" {_human(self.limits.max_uncompressed_bytes)}"
-            )
-
-    def _check_link_target(self, member: tarfile.TarInfo) -> None:
-        name, target = member.name, member.linkname
-        if not target:
-            raise InvalidArchive(f"member {name!r}: symbolic link with an empty target")
-        if "\x00" in target:
-            raise InvalidArchive(f"member {name!r}: link target contains a NUL byte")
-        if len(_encoded(target)) > self.limits.max_path_bytes:
-            raise InvalidArchive(
-                f"member {name!r}: link target is longer than {self.limits.max_path_bytes} bytes"
-            )
-        if target.startswith("/"):
-            raise InvalidArchive(
-                f"member {name!r}: symbolic link to an absolute path {target[:200]!r}"
-            )
-
-    def _insert(self, name: str, parts: tuple[str, ...], kind: _Kind, target: str | None) -> None:
-        node = self._root
-        for depth, part in enumerate(parts[:-1]):
-            child = node.children.get(part)
-            if child is None:
-                child = node.children[part] = self._new_node(_Kind.IMPLIED_DIR)
-            elif child.kind in (_Kind.FILE, _Kind.SYMLINK):
-                # Writing through a link is how a "safe" link becomes an
-                # escape; through a file it cannot work. Refuse both.
-                prefix = "/".join(parts[: depth + 1])
-                raise InvalidArchive(
-                    f"member {name!r}: path goes through the {child.kind.value} {prefix!r}"
-                )
-            node = child
-        last = parts[-1]
-        existing = node.children.get(last)
-        if existing is None:
-            node.children[last] = self._new_node(kind, target)
-        elif existing.kind is _Kind.IMPLIED_DIR and kind is _Kind.DIR:
-            existing.kind = _Kind.DIR
-        elif existing.kind is _Kind.IMPLIED_DIR:
-            raise InvalidArchive(
-                f"member {name!r}: {kind.value} where earlier members put a directory"
-            )
-        else:
-            raise InvalidArchive(f"member {name!r}: duplicate entry in the archive")
-
-    def _new_node(self, kind: _Kind, target: str | None = None) -> _Node:
-        self._entries += 1
-        if self._entries > self.limits.max_members:
-            raise InvalidArchive(
-                f"archive has more than {self.limits.max_members} entries"
-                " (directories implied by paths included)"
-            )
-        return _Node(kind, target)
-
-    def _check_link_stays_inside(self, name: str, parts: tuple[str, ...]) -> None:
-        """Resolve the link as the kernel would, following the archive's other links.
-
-        Components the archive does not hold are taken lexically: at run time
-        they do not exist, so this errs on the side of refusing.
-        """
-        node = self._root
-        stack: list[_Node | None] = [node]
-        for part in parts[:-1]:
-            node = node.children[part]
-            stack.append(node)
-        link = node.children[parts[-1]]
-        assert link.target is not None
-        pending = list(reversed(link.target.split("/")))
-        hops = 0
-        while pending:
-            self._link_steps += 1
-            if self._link_steps > _MAX_LINK_STEPS:
-                raise InvalidArchive("symbolic links are too many or too long to check")
-            part = pending.pop()
-            if part in ("", "."):
-                continue
-            if part == "..":
-                if len(stack) == 1:
-                    raise InvalidArchive(
-                        f"member {name!r}: symbolic link to {link.target[:200]!r}"
-                        " leaves the archive root"
-                    )
-                stack.pop()
-                continue
-            parent = stack[-1]
-            child = parent.children.get(part) if parent is not None else None
-            if child is not None and child.kind is _Kind.SYMLINK:
-                hops += 1
-                if hops > _MAX_LINK_HOPS:
-                    raise InvalidArchive(
-                        f"member {name!r}: too many levels of symbolic links (a loop?)"
-                    )
-                assert child.target is not None
-                pending.extend(reversed(child.target.split("/")))
-                continue
-            stack.append(child)
-
-
 # --- extraction -------------------------------------------------------------
 
 
@@ -619,7 +225,7 @@ def _extractor(dest: Path) -> _MemberHook:
     return extract
 
 
-def _normalise_directories(dest: Path, tree: _Tree) -> None:
+def _normalise_directories(dest: Path, tree: MemberTree) -> None:
     # Directories that member paths imply were made by os.makedirs with the
     # process umask: give every directory the same mode. The tree rules out
     # a link anywhere on these paths, so chmod follows none.
@@ -681,20 +287,3 @@ def _remove_partial(dest: Path, created: bool) -> None:
             else:
                 with suppress(OSError):
                     os.unlink(entry.path)
-
-
-# --- small helpers ----------------------------------------------------------
-
-
-def _encoded(text: str) -> bytes:
-    # tarfile decodes names as UTF-8 with surrogateescape; this gives back
-    # the bytes the file system will see.
-    return text.encode("utf-8", "surrogateescape")
-
-
-def _human(size: int) -> str:
-    for unit, factor in (("GiB", 1024 * MiB), ("MiB", MiB), ("KiB", KiB)):
-        if size >= factor:
-            exact = size % factor == 0
-            return f"{size // factor} {unit}" if exact else f"{size / factor:.1f} {unit}"
-    return f"{size} bytes"

@@ -21,7 +21,7 @@ from tests.e2e.presets_support import (
     unique,
 )
 from tests.e2e.sandbox_support import host_address
-from tests.support import SqliteDatabases
+from tests.support import SqliteDatabases, skip_or_fail
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +183,7 @@ def test_identical_preset_requests_give_identical_digests(stack: Stack, stub: St
 def test_default_egress_network_reaches_the_model(stack: Stack) -> None:
     address = host_address()
     if address is None or shutil.which("slirp4netns") is None:
-        pytest.skip("needs slirp4netns and a non-loopback host address to stand in for the model")
+        skip_or_fail("needs slirp4netns and a non-loopback host address to stand in for the model")
     model = unique("egress")
     with running_stub(address) as outside:
         automation = create_preset(

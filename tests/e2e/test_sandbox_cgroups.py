@@ -7,8 +7,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 from automation_server.sandbox.base import Limits
 from automation_server.sandbox.cgroups import (
     NullManager,
@@ -20,6 +18,7 @@ from automation_server.sandbox.cgroups import (
     _own_paths,
     detect_cgroups,
 )
+from tests.support import skip_or_fail
 
 MOUNTINFO = """\
 31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
@@ -59,7 +58,7 @@ def test_disabled_cgroups_give_the_null_manager() -> None:
 def test_run_cgroup_limits_lists_and_kills_its_processes() -> None:
     manager = detect_cgroups("auto", parent="automation-sandbox-test")
     if isinstance(manager, NullManager):
-        pytest.skip(f"no usable cgroups here: {manager.describe()}")
+        skip_or_fail(f"no usable cgroups here: {manager.describe()}")
     limits = Limits(memory_mb=100, pids_max=10, cpus=0.5)
     cgroup = manager.create("slot-test", limits)
     sleeper = subprocess.Popen(["sleep", "60"])

@@ -15,6 +15,7 @@ from automation_server.errors import SandboxError
 from automation_server.sandbox.factory import make_executor
 from automation_server.sandbox.unsandboxed import UnsandboxedExecutor
 from tests.e2e.sandbox_support import SMALL, SYSTEM_PYTHON, Background, make_spec, run
+from tests.support import skip_or_fail
 
 GRACE_S = 0.5
 
@@ -22,7 +23,7 @@ GRACE_S = 0.5
 @pytest.fixture
 def executor() -> UnsandboxedExecutor:
     if not SYSTEM_PYTHON.exists():
-        pytest.skip(f"{SYSTEM_PYTHON} is missing")
+        skip_or_fail(f"{SYSTEM_PYTHON} is missing")
     return UnsandboxedExecutor(grace_s=GRACE_S)
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from automation_server.errors import InvalidArchive, SandboxError
 from automation_server.storage.archive import ArchiveLimits, safe_extract, validate_archive
+from tests.support import skip_or_fail
 from tests.unit.archive_builders import (
     END_OF_ARCHIVE,
     MiB,
@@ -281,7 +282,7 @@ def test_full_disk_is_a_sandbox_error_and_is_cleaned_up(tmp_path, monkeypatch, c
 def tiny_tmpfs(tmp_path):
     """A 256 KiB tmpfs, when running as root where mount works; else skip."""
     if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
+        skip_or_fail("mounting a tmpfs needs root")
     mountpoint = tmp_path / "tiny"
     mountpoint.mkdir()
     mounted = subprocess.run(
@@ -290,7 +291,7 @@ def tiny_tmpfs(tmp_path):
         check=False,
     )
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+        skip_or_fail(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
     try:
         yield mountpoint
     finally:

@@ -17,7 +17,7 @@ from automation_server.api.ui.render import page
 from automation_server.api.ui.views import metric_names, variant_names
 from automation_server.automations.schemas import AutomationOut
 from automation_server.errors import NotFound
-from automation_server.experiments.service import BUCKETS
+from automation_server.experiments.timeseries import BUCKETS
 from automation_server.ids import utcnow
 from automation_server.security.accounts import Caller
 from automation_server.services import Services
