@@ -31,7 +31,6 @@ from automation_server.experiments.timeseries import ExperimentTimeseries
 from automation_server.ids import to_rfc3339
 from automation_server.security.accounts import Caller
 
-
 COUNTS = (
     "assigned",
     "succeeded",

@@ -106,6 +106,8 @@ class Attempt(Model, kw_only=True):
     error: str | None = None
     started_at: str | None = None
     finished_at: str | None = None
+    # "run" (the program's failure) or "infrastructure" (the platform's).
+    origin: str | None = None
 
 
 class Run(Model, kw_only=True):
@@ -119,6 +121,8 @@ class Run(Model, kw_only=True):
     trigger: str
     scheduled_for: str | None = None
     status: str
+    # Whose fault a failed run was: "run" (the program) or "infrastructure".
+    failure_origin: str | None = None
     attempt: int = 1
     attempts: list[Attempt] = field(default_factory=list)
     exit_code: int | None = None

@@ -47,6 +47,24 @@ def short_time(stamp: str | None) -> str:
         return stamp
 
 
+def run_status_text(run: Run) -> Text:
+    """The status, marked when the platform (not the program) failed the run."""
+    text = status_text(run.status)
+    if run.failure_origin == "infrastructure":
+        text.append(" (platform)", style="yellow")
+    return text
+
+
+def attempts_text(run: Run) -> str:
+    """Earlier attempts, e.g. "1 failed (platform: worker lost), 2 failed (exit 1)"."""
+    parts = []
+    for a in run.attempts:
+        why = a.error or (f"exit {a.exit_code}" if a.exit_code is not None else a.status)
+        origin = "platform" if a.origin == "infrastructure" else "program"
+        parts.append(f"{a.attempt} {a.status} ({origin}: {why})")
+    return ", ".join(parts)
+
+
 def runs_table(runs: Iterable[Run], automation_name: Callable[[str], str]) -> Table:
     table = Table(title="Runs", title_justify="left")
     table.add_column("id", no_wrap=True)
@@ -58,7 +76,7 @@ def runs_table(runs: Iterable[Run], automation_name: Callable[[str], str]) -> Ta
             run.id,
             automation_name(run.automation_id),
             run.variant,
-            status_text(run.status),
+            run_status_text(run),
             run.trigger,
             short_time(run.created_at),
             duration(run.duration_ms),
@@ -73,7 +91,9 @@ def run_summary(run: Run) -> RenderableType:
     grid.add_column()
     grid.add_row("run", run.id)
     grid.add_row("variant", f"{run.variant} ({run.assignment.method})")
-    grid.add_row("status", status_text(run.status))
+    grid.add_row("status", run_status_text(run))
+    if run.attempts:
+        grid.add_row("attempts", attempts_text(run))
     grid.add_row("exit code", "-" if run.exit_code is None else str(run.exit_code))
     grid.add_row("duration", duration(run.duration_ms))
     if run.error:
@@ -211,7 +231,7 @@ def _experiment_period(
 
 def _outcomes_table(variants: list[Mapping[str, Any]], label: str, control: Any) -> Table:
     table = Table(title=f"Experiment {label}  (control: {control})", title_justify="left")
-    for name in ("variant", "runs", "by status", "success rate [95% CI]"):
+    for name in ("variant", "runs", "by status", "platform failures", "success rate [95% CI]"):
         table.add_column(name)
     table.add_column("vs control [95% CI]")
     table.add_column("P(better)", justify="right")
@@ -226,6 +246,7 @@ def _outcomes_table(variants: list[Mapping[str, Any]], label: str, control: Any)
             str(_pick(v, "variant")),
             str(_pick(v, "runs") if _pick(v, "runs") is not None else "-"),
             counts or "-",
+            str(v.get("infrastructure_failures", "-")),
             _estimate(_pick(v, "success"), pct=True) or "-",
             diff,
             prob,

@@ -148,3 +148,23 @@ def test_a_skewed_host_clock_neither_reaps_live_runs_nor_claims_retries_early(
     finally:
         honest.close()
         skewed.close()
+
+
+def test_rollups_keep_the_spread_of_large_metric_values(services: Any) -> None:
+    """The metric rollup merges (n, mean, M2) in SQL: values near 1e9 keep their spread."""
+    import numpy as np
+
+    kit = QueueKit.make(services)
+    automation_id = kit.automation("big-values", experiment_id="big-exp", max_running=100)
+    values = np.random.default_rng(5).normal(1e9, 2.0, 60)
+    kit.dispatch(automation_id, len(values))
+    claimed = services.queue.claim("w", len(values), 30)
+    for run, value in zip(claimed, values, strict=True):
+        result = RunResult(RunStatus.SUCCEEDED, 0, None, 10, metrics={"bytes": float(value)})
+        services.queue.finish(run.run_id, "w", result)
+    [item] = services.experiments.summary(kit.caller, "big-exp")["variants"]
+    low, high = item["metrics"]["bytes"]["interval"]
+    sd = float(values.std(ddof=1))
+    half = (high - low) / 2
+    # t(0.975, 59) * sd / sqrt(60)
+    assert half == pytest.approx(2.0009954 * sd / np.sqrt(60), rel=1e-3)

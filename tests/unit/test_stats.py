@@ -254,3 +254,19 @@ def test_results_serialise_to_strict_json() -> None:
         text = json.dumps(payload, allow_nan=False)
         assert json.loads(text) == payload
     assert MeanStats(0).to_json() == {"count": 0, "mean": None, "sd": None}
+
+
+def test_moments_merged_with_chan_keep_precision_for_large_values() -> None:
+    """Values near 1e9 with unit spread: (n, mean, M2) merges keep the variance, where the
+    one-pass sum(x^2) - sum(x)^2/n formula loses every significant digit."""
+    values = np.random.default_rng(3).normal(1e9, 1.0, 5000)
+    one_by_one = MeanStats.of(values)
+    halves = MeanStats.of(values[:1234]).merge(MeanStats.of(values[1234:]))
+    expected = float(values.var(ddof=1))
+    assert one_by_one.variance == pytest.approx(expected, rel=1e-6)
+    assert halves.variance == pytest.approx(expected, rel=1e-6)
+    assert halves.mean == pytest.approx(float(values.mean()), rel=1e-15)
+    naive = (float((values * values).sum()) - float(values.sum()) ** 2 / len(values)) / (
+        len(values) - 1
+    )
+    assert abs(naive - expected) > 0.5 * expected  # what the old rollups would have said
