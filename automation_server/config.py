@@ -88,6 +88,16 @@ class WorkerSettings:
 
 
 @dataclass(frozen=True)
+class PackageSettings:
+    """Where variants' Python packages come from, and the workers' environment cache."""
+
+    index_url: str | None = "https://pypi.org/simple"  # None: offline, find_links only
+    find_links: Path | None = None
+    resolve_timeout_s: float = 120.0
+    env_cache_mb: int = 4096
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     database_url: str
@@ -106,6 +116,7 @@ class Settings:
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     guards: GuardSettings = field(default_factory=GuardSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
+    packages: PackageSettings = field(default_factory=PackageSettings)
 
     @property
     def is_sqlite(self) -> bool:
@@ -199,6 +210,29 @@ def _upload_settings(env: Mapping[str, str]) -> UploadSettings:
     )
 
 
+def _package_settings(env: Mapping[str, str]) -> PackageSettings:
+    index = env.get("AUTOMATION_PACKAGE_INDEX_URL") or "https://pypi.org/simple"
+    if index.lower() != "none" and not index.startswith(("http://", "https://", "file://")):
+        raise SettingsError(
+            f"AUTOMATION_PACKAGE_INDEX_URL={index!r}: expected an http(s) URL or 'none'"
+        )
+    links = env.get("AUTOMATION_PACKAGE_FIND_LINKS") or None
+    find_links = Path(links).expanduser().resolve() if links else None
+    if find_links is not None and not find_links.is_dir():
+        raise SettingsError(f"AUTOMATION_PACKAGE_FIND_LINKS={links!r}: not a directory")
+    if index.lower() == "none" and find_links is None:
+        raise SettingsError(
+            "AUTOMATION_PACKAGE_INDEX_URL=none needs AUTOMATION_PACKAGE_FIND_LINKS "
+            "(a directory of wheels)"
+        )
+    return PackageSettings(
+        index_url=None if index.lower() == "none" else index,
+        find_links=find_links,
+        resolve_timeout_s=_float(env, "AUTOMATION_RESOLVE_TIMEOUT_S", 120.0),
+        env_cache_mb=_int(env, "AUTOMATION_ENV_CACHE_MB", 4096, minimum=16),
+    )
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read every ``AUTOMATION_*`` setting once; raise :class:`SettingsError` on bad values."""
     env = os.environ if env is None else env
@@ -237,4 +271,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             blob_grace_days=_int(env, "AUTOMATION_BLOB_GRACE_DAYS", 7),
             gc_interval_s=_float(env, "AUTOMATION_GC_INTERVAL_S", 3600.0),
         ),
+        packages=_package_settings(env),
     )

@@ -11,6 +11,8 @@ from automation_server.config import Settings
 from automation_server.db.engine import Database
 from automation_server.dispatch.service import Dispatcher
 from automation_server.dispatch.webhooks import WebhookService
+from automation_server.environments.resolver import PackageSources, Resolver
+from automation_server.environments.service import EnvironmentService
 from automation_server.experiments.rollups import ExperimentRollups
 from automation_server.experiments.service import ExperimentService
 from automation_server.observability import Metrics
@@ -49,6 +51,7 @@ class Services:
     metrics: Metrics
     presets: PresetService
     workers: WorkerRegistry
+    environments: EnvironmentService
     listener: PostgresListener | None = None
 
     def start_listener(self) -> None:
@@ -71,6 +74,16 @@ def archive_limits(settings: Settings) -> ArchiveLimits:
     )
 
 
+def resolver_from(settings: Settings) -> Resolver:
+    packages = settings.packages
+    return Resolver(
+        python=settings.run_python,
+        sources=PackageSources(packages.index_url, packages.find_links),
+        cache_dir=settings.data_dir / "uv-cache",
+        timeout_s=packages.resolve_timeout_s,
+    )
+
+
 def build_services(settings: Settings, *, store: BlobStore | None = None) -> Services:
     db = Database(settings.database_url)
     store = store or blobstore_from_url(
@@ -90,7 +103,8 @@ def build_services(settings: Settings, *, store: BlobStore | None = None) -> Ser
         max_payload_bytes=settings.uploads.max_payload_bytes,
         max_queued_per_org=settings.guards.max_queued_runs_per_org,
     )
-    automations = AutomationService(db, blobs, box, settings, notifier, queue)
+    environments = EnvironmentService(db, store, resolver_from(settings))
+    automations = AutomationService(db, blobs, box, settings, notifier, queue, environments)
     experiments = ExperimentService(db)
     return Services(
         settings=settings,
@@ -112,4 +126,5 @@ def build_services(settings: Settings, *, store: BlobStore | None = None) -> Ser
         metrics=metrics,
         presets=PresetService(automations, blobs, settings),
         workers=WorkerRegistry(db, queue.clock),
+        environments=environments,
     )

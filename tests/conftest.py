@@ -15,6 +15,7 @@ from tests.support import (
     PostgresDatabases,
     SqliteDatabases,
     live_server,
+    reachable_by_sandbox,
     settings_for,
     skip_or_fail,
 )
@@ -79,6 +80,7 @@ def pg_url(postgres_databases: PostgresDatabases | None) -> str:
 def data_dir(tmp_path: Path) -> Path:
     path = tmp_path / "var"
     path.mkdir()
+    reachable_by_sandbox(path)
     return path
 
 

@@ -132,11 +132,48 @@ class SqliteDatabases:
         return f"sqlite:///{path}"
 
 
+_WHEELHOUSE: list[Path] = []
+
+
+def test_wheelhouse() -> Path:
+    """A directory of wheels every test server resolves from (no network): the presets'
+    Jinja2 and MarkupSafe, packed from this environment's installed copies."""
+    if not _WHEELHOUSE:
+        import tempfile
+
+        from tests.wheels import wheel_from_installed
+
+        directory = Path(tempfile.mkdtemp(prefix="automation-test-wheels-"))
+        directory.chmod(0o755)
+        for name in ("jinja2", "markupsafe"):
+            wheel_from_installed(directory, name)
+        _WHEELHOUSE.append(directory)
+    return _WHEELHOUSE[0]
+
+
+def package_env() -> dict[str, str]:
+    """Offline package sources for test servers (tests of the index override these)."""
+    return {
+        "AUTOMATION_PACKAGE_INDEX_URL": "none",
+        "AUTOMATION_PACKAGE_FIND_LINKS": str(test_wheelhouse()),
+    }
+
+
+def reachable_by_sandbox(path: Path) -> None:
+    """pytest's temporary directories are 0700: let the sandbox user traverse (not list)
+    the parents of ``path``, as it must to read bind-mounted environments."""
+    for parent in [path, *path.parents]:
+        if parent in (Path("/tmp"), Path("/")):
+            break
+        parent.chmod(parent.stat().st_mode | 0o711)
+
+
 def settings_for(data_dir: Path, database_url: str, **overrides: Any) -> Settings:
     env = {
         "AUTOMATION_DATA_DIR": str(data_dir),
         "AUTOMATION_DATABASE_URL": database_url,
         "AUTOMATION_LOG_LEVEL": "warning",
+        **package_env(),
     }
     env.update({k: str(v) for k, v in overrides.pop("env", {}).items()})
     settings = load_settings(env)

@@ -8,6 +8,7 @@ from litestar.openapi import OpenAPIConfig
 
 from automation_server.api import (
     automations,
+    environments,
     experiments,
     health,
     hooks,
@@ -47,6 +48,7 @@ def create_app(services: Services) -> Litestar:
             runs.dispatch,
             workers.list_workers,
             presets.PresetController,
+            environments.environment_lock,
         ],
         dependencies=caller,
         request_max_body_size=JSON_BODY_LIMIT,

@@ -34,6 +34,7 @@ from automation_server.automations.store import (
 from automation_server.automations.views import audit_change, snapshot
 from automation_server.db.engine import Database
 from automation_server.db.models import Automation, Decision
+from automation_server.environments.service import EnvironmentRef
 from automation_server.errors import Invalid, NotFound
 from automation_server.experiments.policy import Verdict, evaluate_policy
 from automation_server.experiments.service import ExperimentService
@@ -90,11 +91,23 @@ class VariantLifecycle:
             rules.check_entrypoint(o.entrypoint, "overrides.entrypoint")
         if o.env is not UNSET:
             rules.check_env(o.env, "overrides.env")
+        packages, environments = (
+            self._packages_for(caller, automation_id, source, digest) if digest else (None, [])
+        )
         with self._db.write() as session:
+            for environment in environments:
+                self._automations.environments.record(session, caller.org_id, environment)
             row = load_automation(session, caller.org_id, automation_id, lock=True)
             before = snapshot(session, row)
             drafts = live_drafts(session, automation_id)
             original = _find(drafts, source, "name")
+            if packages is not None:
+                original = replace(
+                    original,
+                    requirements=packages.requirements,
+                    requirements_source=packages.requirements_source,
+                    environment=packages.environment,
+                )
             if any(d.name == body.name for d in drafts):
                 raise Invalid(
                     f"name: variant '{body.name}' already exists",
@@ -130,6 +143,19 @@ class VariantLifecycle:
             new_revision(session, row, updated, caller.actor, f"cloned '{source}' as '{body.name}'")
             audit_change(session, caller.actor, "variant.clone", row, before)
         return self._automations.get(caller, automation_id)
+
+    def _packages_for(
+        self, caller: Caller, automation_id: str, source: str, digest: str
+    ) -> tuple[VariantDraft, list[EnvironmentRef]]:
+        """A clone with another tarball: its requirements.txt read and locked, before the
+        write transaction (resolving can take seconds)."""
+        with self._db.read() as session:
+            load_automation(session, caller.org_id, automation_id)
+            drafts = live_drafts(session, automation_id)
+        original = replace(_find(drafts, source, "name"), digest=digest)
+        changed = self._automations.drafts.tarball_changed(original, "overrides.tarball")
+        [locked], environments = self._automations.drafts.resolve_environments([changed], drafts)
+        return locked, environments
 
     # ---- promote and roll back ---------------------------------------------------
 

@@ -36,6 +36,10 @@ class TriggerSpec(Strict):
     seconds: int | None = None
 
 
+RequirementLine = Annotated[str, Meta(max_length=2000)]
+Requirements = Annotated[list[RequirementLine], Meta(max_length=500)]
+
+
 class VariantSpec(Strict):
     name: VariantName
     tarball: Annotated[str, Meta(min_length=1, max_length=2048)]
@@ -43,6 +47,8 @@ class VariantSpec(Strict):
     entrypoint: Entrypoint | None = None
     env: EnvMap = field(default_factory=dict)
     description: Annotated[str, Meta(max_length=10_000)] = ""
+    # Requirement specifiers; wins over requirements.txt at the tarball's root.
+    requirements: Requirements | None = None
 
 
 class LimitsSpec(Strict):
@@ -121,6 +127,8 @@ class VariantPatch(Strict):
     entrypoint: Entrypoint | UnsetType = UNSET
     env: EnvMap | UnsetType = UNSET
     description: Annotated[str, Meta(max_length=10_000)] | UnsetType = UNSET
+    # null: back to requirements.txt of the tarball (if any).
+    requirements: Requirements | UnsetType | None = UNSET
 
 
 class AutomationPatch(Strict):
@@ -155,6 +163,19 @@ class AutomationPatch(Strict):
 # ---- responses ---------------------------------------------------------------
 
 
+class PackageOut(Struct):
+    name: str
+    version: str
+
+
+class EnvironmentOut(Struct):
+    """A variant's locked Python packages (``GET /v1/environments/{digest}`` is the lock)."""
+
+    digest: str
+    python: str
+    packages: list[PackageOut]
+
+
 class VariantOut(Struct):
     name: str
     weight: int
@@ -164,6 +185,10 @@ class VariantOut(Struct):
     env: dict[str, str]
     description: str
     source: dict[str, Any]
+    # The requirement lines (from the body or requirements.txt), or null.
+    requirements: list[str] | None = None
+    requirements_source: str | None = None
+    environment: EnvironmentOut | None = None
 
 
 class LastRun(Struct):

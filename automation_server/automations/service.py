@@ -44,6 +44,7 @@ from automation_server.automations.views import audit_change, automation_out, re
 from automation_server.config import Settings
 from automation_server.db.engine import Database
 from automation_server.db.models import Automation, AutomationSecret, Revision
+from automation_server.environments.service import EnvironmentService
 from automation_server.errors import Conflict, Invalid, NotFound
 from automation_server.ids import new_id, utcnow
 from automation_server.pagination import fetch_page
@@ -74,14 +75,24 @@ class AutomationService:
         settings: Settings,
         notifier: Notifier,
         queue: RunQueue,
+        environments: EnvironmentService,
     ) -> None:
         self._db = db
         self._notifier = notifier
         self._queue = queue
         self._blobs = blobs
-        self._drafts = VariantDrafts(blobs)
+        self._environments = environments
+        self._drafts = VariantDrafts(blobs, environments)
         self._box = box
         self._settings = settings
+
+    @property
+    def drafts(self) -> VariantDrafts:
+        return self._drafts
+
+    @property
+    def environments(self) -> EnvironmentService:
+        return self._environments
 
     # ---- create ----------------------------------------------------------------
 
@@ -107,6 +118,8 @@ class AutomationService:
         trigger = rules.normalise_trigger(body.trigger)
         limits = rules.resolve_limits(body.limits, self._settings.limits)
         timeout_s = rules.resolve_timeout(body.timeout_s, self._settings.limits)
+        # Slow (a resolver run per new set of requirements): after every cheap check.
+        drafts, environments = self._drafts.resolve_environments(drafts, [])
         now = utcnow()
         webhook_secret = new_webhook_secret() if trigger["type"] == "webhook" else None
         row = Automation(
@@ -141,6 +154,8 @@ class AutomationService:
             with self._db.write() as session:
                 session.add(row)
                 session.flush()
+                for environment in environments:
+                    self._environments.record(session, caller.org_id, environment)
                 write_variants(session, row.id, drafts, None)
                 add_revision(session, row, drafts, caller.actor, "created")
                 self._set_secrets(session, row.id, dict(body.secrets))
@@ -213,7 +228,8 @@ class AutomationService:
         current = self.get_row(caller, automation_id)
         with self._db.read() as session:
             live = live_variants(session, automation_id)
-        drafts = self._drafts.patched(caller, [draft_of(v) for v in live], patch)
+        old = [draft_of(v) for v in live]
+        drafts = self._drafts.patched(caller, old, patch)
         experiment_id = (
             current.experiment_id if patch.experiment_id is UNSET else patch.experiment_id
         )
@@ -229,8 +245,11 @@ class AutomationService:
                 code="unknown_variant",
             )
         changes = self._scalar_changes(patch)
+        drafts, environments = self._drafts.resolve_environments(drafts, old)
         try:
             with self._db.write() as session:
+                for environment in environments:
+                    self._environments.record(session, caller.org_id, environment)
                 row = load_automation(session, caller.org_id, automation_id, lock=True)
                 before = snapshot(session, row)
                 self._apply(row, changes, experiment_id, env)

@@ -29,6 +29,11 @@ class VariantDraft:
     env: dict[str, str]
     description: str
     source: dict[str, Any]
+    # Normalised requirement lines, where they came from ("body" or "requirements.txt"),
+    # and the digest of the locked environment they resolved to.
+    requirements: tuple[str, ...] | None = None
+    requirements_source: str | None = None
+    environment: str | None = None
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -40,10 +45,19 @@ class VariantDraft:
             "env": self.env,
             "description": self.description,
             "source": self.source,
+            "requirements": list(self.requirements) if self.requirements is not None else None,
+            "requirements_source": self.requirements_source,
+            "environment_digest": self.environment,
         }
+
+    def requirements_json(self) -> dict[str, Any] | None:
+        if self.requirements is None:
+            return None
+        return {"lines": list(self.requirements), "source": self.requirements_source}
 
 
 def draft_of(row: Variant) -> VariantDraft:
+    requirements = row.requirements or None
     return VariantDraft(
         row.name,
         row.weight,
@@ -52,6 +66,9 @@ def draft_of(row: Variant) -> VariantDraft:
         dict(row.env),
         row.description,
         dict(row.source),
+        tuple(requirements["lines"]) if requirements else None,
+        requirements["source"] if requirements else None,
+        row.environment_digest,
     )
 
 
@@ -122,6 +139,7 @@ def write_variants(
         row.position, row.weight, row.tarball_digest = position, d.weight, d.digest
         row.entrypoint, row.env, row.description = d.entrypoint, d.env, d.description
         row.source, row.updated_at = d.source, now
+        row.requirements, row.environment_digest = d.requirements_json(), d.environment
     session.flush()
     if champion in keep:
         flagged = {v.name: v for v in live_variants(session, automation_id)}[str(champion)]

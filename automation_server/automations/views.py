@@ -9,12 +9,33 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from automation_server.audit import record
-from automation_server.automations.schemas import AutomationOut, LastRun, RevisionOut, VariantOut
-from automation_server.db.models import Automation, AutomationSecret, Revision, Variant
+from automation_server.automations.schemas import (
+    AutomationOut,
+    EnvironmentOut,
+    LastRun,
+    RevisionOut,
+    VariantOut,
+)
+from automation_server.db.models import Automation, AutomationSecret, Environment, Revision, Variant
 from automation_server.ids import to_rfc3339
 
 
-def variant_out(row: Variant) -> VariantOut:
+def environments_of(session: Session, digests: list[str | None]) -> dict[str, dict[str, Any]]:
+    """Environment details by digest, for the variants that have one."""
+    wanted = {d for d in digests if d}
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(Environment.digest, Environment.python, Environment.packages).where(
+            Environment.digest.in_(wanted)
+        )
+    ).all()
+    return {d: {"digest": d, "python": p, "packages": list(pkgs)} for d, p, pkgs in rows}
+
+
+def variant_out(row: Variant, environments: dict[str, dict[str, Any]]) -> VariantOut:
+    requirements = row.requirements or None
+    env = environments.get(row.environment_digest or "")
     return VariantOut(
         name=row.name,
         weight=row.weight,
@@ -24,6 +45,9 @@ def variant_out(row: Variant) -> VariantOut:
         env=dict(row.env),
         description=row.description,
         source=dict(row.source),
+        requirements=list(requirements["lines"]) if requirements else None,
+        requirements_source=requirements["source"] if requirements else None,
+        environment=msgspec.convert(env, EnvironmentOut) if env else None,
     )
 
 
@@ -32,7 +56,8 @@ def automation_out(session: Session, row: Automation) -> AutomationOut:
         select(Variant)
         .where(Variant.automation_id == row.id, Variant.deleted_at.is_(None))
         .order_by(Variant.position)
-    )
+    ).all()
+    environments = environments_of(session, [v.environment_digest for v in variants])
     secret_names = session.scalars(
         select(AutomationSecret.name)
         .where(AutomationSecret.automation_id == row.id)
@@ -48,7 +73,7 @@ def automation_out(session: Session, row: Automation) -> AutomationOut:
         name=row.name,
         trigger=dict(row.trigger),
         experiment_id=row.experiment_id,
-        variants=[variant_out(v) for v in variants],
+        variants=[variant_out(v, environments) for v in variants],
         champion=row.champion,
         revision=row.revision,
         enabled=row.enabled,

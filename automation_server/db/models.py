@@ -181,6 +181,10 @@ class Variant(Base):
     env: Mapped[dict[str, Any]]
     description: Mapped[str] = mapped_column(Text, default="")
     source: Mapped[dict[str, Any]]
+    # {"lines": [...], "source": "body" | "requirements.txt"}, or null without any.
+    requirements: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    # The locked environment they resolved to (see environments/lock.py).
+    environment_digest: Mapped[str | None] = mapped_column(String(80))
     is_champion: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
@@ -250,6 +254,8 @@ class Run(Base):
     assignment: Mapped[dict[str, Any]]
     assignment_method: Mapped[str] = mapped_column(String(16))
     tarball_digest: Mapped[str] = mapped_column(String(80))
+    # The variant's locked Python environment, fixed at dispatch (null: none).
+    environment_digest: Mapped[str | None] = mapped_column(String(80))
     trigger: Mapped[str] = mapped_column(String(16))
     scheduled_for: Mapped[datetime | None]
     status: Mapped[str] = mapped_column(String(16))
@@ -451,3 +457,26 @@ class ExperimentMetricMinute(Base):
     minute: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger, default=0)
     sum: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class Environment(Base):
+    """A locked set of Python packages; the lock text lives in the object store."""
+
+    __tablename__ = "environments"
+
+    digest: Mapped[str] = mapped_column(String(80), primary_key=True)
+    python: Mapped[str] = mapped_column(String(32))
+    packages: Mapped[list[dict[str, Any]]] = mapped_column(JsonType)
+    created_at: Mapped[datetime]
+
+
+class EnvironmentOwner(Base):
+    """Which organizations saved variants with an environment: only they may read its lock."""
+
+    __tablename__ = "environment_owners"
+
+    org_id: Mapped[str] = mapped_column(ID, ForeignKey("organizations.id"), primary_key=True)
+    digest: Mapped[str] = mapped_column(
+        String(80), ForeignKey("environments.digest"), primary_key=True
+    )
+    created_at: Mapped[datetime]

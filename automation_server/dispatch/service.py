@@ -226,6 +226,7 @@ class Dispatcher:
             assignment=assignment.to_json(),
             method=assignment.method,
             tarball_digest=chosen["digest"],
+            environment_digest=chosen.get("environment_digest"),
             trigger=trigger,
             payload=payload,
             now=batch.now if batch and batch.now else self._queue.now(session),

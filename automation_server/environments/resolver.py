@@ -42,6 +42,9 @@ _PASSED_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_pro
                "SSL_CERT_FILE", "SSL_CERT_DIR")  # fmt: skip
 
 
+_VERSION_CODE = "import platform; print(platform.python_version())"
+
+
 def find_uv() -> str:
     """The uv binary shipped with the server (its wheel puts it beside the interpreter)."""
     beside = Path(sys.executable).with_name("uv")
@@ -98,7 +101,7 @@ class Resolver:
         if self._version is None:
             try:
                 done = subprocess.run(
-                    [str(self._python), "-I", "-c", "import platform; print(platform.python_version())"],
+                    [str(self._python), "-I", "-c", _VERSION_CODE],
                     capture_output=True, text=True, timeout=30, check=True, env={},
                 )  # fmt: skip
             except (OSError, subprocess.SubprocessError) as exc:
@@ -130,9 +133,7 @@ class Resolver:
                 "--cache-dir", str(self._cache_dir), *self._sources.args(),
             ]  # fmt: skip
             env = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}
-            env.update(
-                HOME=tmp, PATH="/usr/bin:/bin", UV_HTTP_TIMEOUT=str(int(self._timeout_s))
-            )
+            env.update(HOME=tmp, PATH="/usr/bin:/bin", UV_HTTP_TIMEOUT=str(int(self._timeout_s)))
             try:
                 done = subprocess.run(
                     argv, cwd=tmp, env=env, capture_output=True, text=True,

@@ -35,7 +35,7 @@ from automation_server.presets.schemas import (
     PresetVariantBase,
     PromptPresetCreate,
 )
-from automation_server.presets.sources import PRESETS_DIR, PresetSources
+from automation_server.presets.sources import PRESETS_DIR, PresetSources, preset_requirements
 from automation_server.security.accounts import Caller
 from automation_server.storage.blobs import BlobService
 
@@ -157,6 +157,7 @@ class PresetService:
                 entrypoint=list(ENTRYPOINT),
                 env=r.variant.env,
                 description=r.variant.description,
+                requirements=preset_requirements(),
             )
             for r in rendered
         ]

@@ -51,6 +51,7 @@ class ClaimedRun:
     trigger: str
     attempt: int
     digest: str
+    environment_digest: str | None
     entrypoint: list[str]
     env: dict[str, str]  # the automation's env, then the variant's
     encrypted_secrets: dict[str, str]
@@ -143,6 +144,7 @@ def _start_statement(postgres: bool) -> Update:
             Run.trigger,
             Run.attempt,
             Run.tarball_digest,
+            Run.environment_digest,
             Run.payload,
             Run.available_at,
             Run.started_at,
@@ -244,6 +246,7 @@ def _claimed(
         trigger=row.trigger,
         attempt=row.attempt,
         digest=row.tarball_digest,
+        environment_digest=row.environment_digest,
         entrypoint=list(variant["entrypoint"]),
         env={**ctx.env, **variant.get("env", {})},
         encrypted_secrets=dict(secrets),

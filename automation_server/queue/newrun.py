@@ -27,6 +27,7 @@ class NewRun:
     scheduled_for: datetime | None = None
     idempotency_key: str | None = None
     skipped_reason: str | None = None  # set: recorded as ``skipped``, never executed
+    environment_digest: str | None = None  # the variant's locked packages, fixed now
 
     def to_row(self) -> Run:
         return Run(**self.values())
@@ -44,6 +45,7 @@ class NewRun:
             assignment=self.assignment,
             assignment_method=self.method,
             tarball_digest=self.tarball_digest,
+            environment_digest=self.environment_digest,
             trigger=self.trigger,
             scheduled_for=self.scheduled_for,
             status=RunStatus.SKIPPED if skipped else RunStatus.QUEUED,

@@ -46,6 +46,8 @@ class RunOut(Struct):
     variant: str
     assignment: AssignmentOut
     tarball_digest: str
+    # The variant's locked Python environment (GET /v1/environments/{digest}), or null.
+    environment_digest: str | None
     trigger: str
     scheduled_for: str | None
     status: RunStatusName

@@ -22,6 +22,7 @@ def run_out(run: Run) -> RunOut:
             weights=dict(a.get("weights", {})),
         ),
         tarball_digest=run.tarball_digest,
+        environment_digest=run.environment_digest,
         trigger=run.trigger,
         scheduled_for=to_rfc3339(run.scheduled_for),
         status=run.status,  # type: ignore[arg-type]

@@ -61,6 +61,7 @@ class RunSpec:
     limits: Limits = field(default_factory=Limits)
     pythonpath_dir: Path | None = None  # host dir holding the in-run automation_sdk package
     python: Path = Path("/usr/bin/python3")  # interpreter `python3` resolves to inside
+    environment_dir: Path | None = None  # host dir of the variant's installed packages
 
 
 @dataclass(frozen=True)

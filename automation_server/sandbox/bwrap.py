@@ -93,6 +93,7 @@ RUN_DIR = "/run/automation"
 OUTPUT_DIR = f"{RUN_DIR}/output"
 PAYLOAD = f"{RUN_DIR}/payload.json"
 SDK_DIR = f"{RUN_DIR}/sdk"
+ENV_DIR = f"{RUN_DIR}/env"  # the variant's packages, read-only
 BIN_DIR = f"{RUN_DIR}/bin"
 HOME = "/tmp"  # noqa: S108 - the sandbox's own size-capped tmpfs
 SANDBOX_UID = 1000
@@ -317,6 +318,8 @@ class BwrapExecutor:
         paths = [*python_binds, spec.python]
         if spec.pythonpath_dir is not None:
             paths.append(spec.pythonpath_dir)
+        if spec.environment_dir is not None:
+            paths.append(spec.environment_dir)
         for path in paths:
             problem = unreachable_by(path, ident.uid, ident.gid)
             if problem:
@@ -387,6 +390,8 @@ class BwrapExecutor:
         ]  # fmt: skip
         if spec.pythonpath_dir is not None:
             args += ["--ro-bind", str(spec.pythonpath_dir), SDK_DIR]
+        if spec.environment_dir is not None:
+            args += ["--ro-bind", str(spec.environment_dir), ENV_DIR]
         for name in ("python3", "python"):
             args += ["--symlink", str(spec.python), f"{BIN_DIR}/{name}"]
         args += ["--remount-ro", "/", "--chdir", WORKDIR]
@@ -404,6 +409,7 @@ def _sandbox_paths(spec: RunSpec) -> RunPaths:
         bin_dirs=interpreter_dirs(spec.python, BIN_DIR),
         home=HOME,
         tmpdir="/tmp",  # noqa: S108
+        packages=ENV_DIR if spec.environment_dir is not None else None,
     )
 
 

@@ -42,6 +42,11 @@ class RunPaths:
     bin_dirs: tuple[str, ...]  # where `python3` is the run's interpreter; first on PATH
     home: str
     tmpdir: str
+    # The variant's installed packages (importable after the SDK) and their scripts.
+    packages: str | None = None
+
+    def package_bin(self) -> tuple[str, ...]:
+        return (f"{self.packages}/bin",) if self.packages else ()
 
 
 def build_env(env: Mapping[str, str], paths: RunPaths) -> dict[str, str]:
@@ -52,14 +57,15 @@ def build_env(env: Mapping[str, str], paths: RunPaths) -> dict[str, str]:
     """
     check_env(env)
     result = {
-        "PATH": ":".join((*paths.bin_dirs, *DEFAULT_PATH_DIRS)),
+        "PATH": ":".join((*paths.bin_dirs, *paths.package_bin(), *DEFAULT_PATH_DIRS)),
         "HOME": paths.home,
         "TMPDIR": paths.tmpdir,
         "LANG": "C.UTF-8",
     }
     result.update(env)
     user_pythonpath = env.get("PYTHONPATH")
-    parts = [p for p in (paths.pythonpath, user_pythonpath) if p]
+    # The SDK first, so an environment can never shadow automation_sdk.
+    parts = [p for p in (paths.pythonpath, paths.packages, user_pythonpath) if p]
     if parts:
         result["PYTHONPATH"] = ":".join(parts)
     else:

@@ -148,6 +148,7 @@ def _host_paths(spec: RunSpec, bin_dir: Path, home: Path) -> RunPaths:
         bin_dirs=interpreter_dirs(spec.python, str(bin_dir)),
         home=str(home),
         tmpdir=str(home),
+        packages=str(spec.environment_dir) if spec.environment_dir is not None else None,
     )
 
 

@@ -39,6 +39,11 @@ def blob_key(digest: str) -> str:
     return f"blobs/sha256/{hexdigest[:2]}/{hexdigest}"
 
 
+def env_lock_key(digest: str) -> str:
+    """Where an environment's lock text lives (content-addressed by its sha256)."""
+    return f"environments/sha256/{digest.removeprefix('sha256:')}.lock"
+
+
 def log_key(run_id: str) -> str:
     """Where a run's captured stdout and stderr live in the object store."""
     return f"logs/{run_id}"
@@ -52,7 +57,7 @@ def verify_digest(data: bytes, digest: str) -> None:
     """Raise :class:`DigestMismatch` when stored bytes no longer match their name."""
     actual = digest_of(data)
     if actual != digest:
-        raise DigestMismatch(f"tarball {digest} is corrupt in the object store (found {actual})")
+        raise DigestMismatch(f"object {digest} is corrupt in the object store (found {actual})")
 
 
 class BlobService:

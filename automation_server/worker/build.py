@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from automation_server.environments.resolver import PackageSources
 from automation_server.logging import get_logger
 from automation_server.sandbox.factory import make_executor
 from automation_server.services import Services, archive_limits
 from automation_server.worker.cache import TarballCache
+from automation_server.worker.environments import EnvironmentCache
 from automation_server.worker.execution import RunExecution
 from automation_server.worker.worker import Worker
 
@@ -27,6 +29,13 @@ def build_worker(services: Services, *, concurrency: int | None = None) -> Worke
         work_root=settings.data_dir / "work",
         run_python=settings.run_python,
         archive_limits=archive_limits(settings),
+        environments=EnvironmentCache(
+            settings.data_dir / "envs",
+            services.store,
+            python=settings.run_python,
+            sources=PackageSources(settings.packages.index_url, settings.packages.find_links),
+            max_bytes=settings.packages.env_cache_mb * 1_048_576,
+        ),
         metrics=services.metrics,
     )
     w = settings.worker

@@ -14,7 +14,7 @@ import json
 import shutil
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from automation_server.storage.archive import ArchiveLimits, safe_extract
 from automation_server.storage.blobs import log_key
 from automation_server.storage.blobstore import BlobStore
 from automation_server.worker.cache import TarballCache
+from automation_server.worker.environments import EnvironmentCache
 from automation_server.worker.reports import ReportError, read_report
 
 # The directory holding the in-run ``automation_sdk`` package (PYTHONPATH inside).
@@ -56,6 +57,7 @@ class RunTask:
     trigger: str
     attempt: int
     digest: str
+    environment_digest: str | None
     entrypoint: list[str]
     env: dict[str, str]
     secrets: dict[str, str]
@@ -95,6 +97,7 @@ def task_of(claimed: ClaimedRun, box: SecretBox) -> RunTask:
         trigger=claimed.trigger,
         attempt=claimed.attempt,
         digest=claimed.digest,
+        environment_digest=claimed.environment_digest,
         entrypoint=claimed.entrypoint,
         env=claimed.env,
         secrets={name: box.decrypt(c) for name, c in claimed.encrypted_secrets.items()},
@@ -159,9 +162,11 @@ class RunExecution:
         work_root: Path,
         run_python: Path,
         archive_limits: ArchiveLimits,
+        environments: EnvironmentCache | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self._metrics = metrics
+        self._environments = environments
         self._executor = executor
         self._cache = cache
         self._store = store
@@ -177,12 +182,14 @@ class RunExecution:
         limits = sandbox_limits(task.limits)
         live = LiveLog(self._store, task.run_id, limits.max_log_bytes, task.secrets)
         try:
-            spec = self._prepare(task, root, limits)
-            outcome = self._run(spec, cancel, live)
+            with self._packages(task) as packages:
+                spec = self._prepare(task, root, limits, packages)
+                outcome = self._run(spec, cancel, live)
             result = self._result(outcome, spec.output_dir)
         except AutomationError as exc:
-            # The tarball could not be fetched or unpacked, or the sandbox could not
-            # start: the platform's failure, retried without using the user's attempts.
+            # The tarball or environment could not be fetched, unpacked or built, or the
+            # sandbox could not start: the platform's failure, retried without using the
+            # user's attempts.
             live.publish(f"run could not start: {exc.detail}\n".encode())
             return RunResult.infrastructure(exc.detail, sandbox=self._executor.name)
         finally:
@@ -198,7 +205,18 @@ class RunExecution:
                 self._metrics.sandbox_failures.inc()
             raise SandboxError(f"the sandbox could not start the run: {exc.detail}") from exc
 
-    def _prepare(self, task: RunTask, root: Path, limits: Limits) -> RunSpec:
+    @contextlib.contextmanager
+    def _packages(self, task: RunTask) -> Iterator[Path | None]:
+        """The variant's installed environment for the run's duration (built if needed)."""
+        if task.environment_digest is None:
+            yield None
+            return
+        if self._environments is None:
+            raise SandboxError("this worker has no environment cache configured")
+        with self._environments.use(task.environment_digest) as site:
+            yield site
+
+    def _prepare(self, task: RunTask, root: Path, limits: Limits, packages: Path | None) -> RunSpec:
         try:
             tarball = self._cache.get(task.digest)
             safe_extract(tarball, root / "src", self._archive_limits)
@@ -219,6 +237,7 @@ class RunExecution:
             limits=limits,
             pythonpath_dir=SDK_DIR,
             python=self._run_python,
+            environment_dir=packages,
         )
 
     def _result(self, outcome: Any, output_dir: Path) -> RunResult:

@@ -1,7 +1,7 @@
 """Sandboxed Jinja2 templates over the trigger payload (runs inside the sandbox).
 
-The sandbox's Python has only the standard library, so the preset tarball
-carries pinned, pure-Python copies of Jinja2 and MarkupSafe under ``_vendor/``.
+Jinja2 and MarkupSafe come from the variant's environment (the preset
+declares them as requirements; the worker mounts the locked packages).
 Templates are rendered with Jinja2's ``SandboxedEnvironment`` (no access to
 Python internals from a template) and ``StrictUndefined`` (a missing payload
 field is an error naming it, not an empty string). The server checks the
@@ -14,17 +14,10 @@ plugin runner adds ``results`` and ``model``).
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Any
 
-_VENDOR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "_vendor")
-# First on the path: the pinned copies win over any Jinja2 the system may have.
-if _VENDOR not in sys.path:
-    sys.path.insert(0, _VENDOR)
-
-from jinja2 import StrictUndefined  # noqa: E402
-from jinja2.sandbox import SandboxedEnvironment  # noqa: E402
+from jinja2 import StrictUndefined
+from jinja2.sandbox import SandboxedEnvironment
 
 _ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 RUN_FIELDS = (

@@ -244,6 +244,8 @@ def _report_deploy(options: Options, result: DeployResult) -> None:
         line = f"{auto.name} is up to date (revision {auto.revision}); uploaded nothing"
     out = options.out()
     out.print(line)
+    for variant in auto.variants:
+        out.print(render.environment_line(variant))
     if auto.webhook_secret:
         out.print(f"webhook secret (shown once, store it now): {auto.webhook_secret}")
     out.print(render.automation_summary(auto))

@@ -221,6 +221,10 @@ class Client:
         """The run's captured stdout and stderr so far (head and tail past the cap)."""
         return self._request("GET", f"/v1/runs/{run_id}/logs").text
 
+    def environment_lock(self, digest: str) -> str:
+        """The lock of an environment: ``name==version --hash=...`` lines, then the Python."""
+        return self._request("GET", f"/v1/environments/{digest}").text
+
     def follow_logs(self, run_id: str) -> Iterator[str]:
         """Log text as it is written, chunk by chunk, until the run ends."""
         url = f"/v1/runs/{run_id}/logs"

@@ -33,6 +33,19 @@ class Upload(Model, kw_only=True):
     files: int
 
 
+class Package(Model, kw_only=True):
+    name: str
+    version: str
+
+
+class Environment(Model, kw_only=True):
+    """A variant's locked Python packages; ``Client.environment_lock`` gives the lock."""
+
+    digest: str
+    python: str
+    packages: list[Package] = field(default_factory=list)
+
+
 class Variant(Model, kw_only=True):
     name: str
     weight: int
@@ -42,6 +55,9 @@ class Variant(Model, kw_only=True):
     env: dict[str, str] = field(default_factory=dict)
     description: str = ""
     source: dict[str, Any] = field(default_factory=dict)
+    requirements: list[str] | None = None
+    requirements_source: str | None = None
+    environment: Environment | None = None
 
 
 class LastRun(Model, kw_only=True):
@@ -118,6 +134,7 @@ class Run(Model, kw_only=True):
     variant: str
     assignment: Assignment
     tarball_digest: str = ""
+    environment_digest: str | None = None
     trigger: str
     scheduled_for: str | None = None
     status: str

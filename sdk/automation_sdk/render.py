@@ -10,7 +10,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from automation_sdk.models import Automation, Run
+from automation_sdk.models import Automation, Run, Variant
 
 STATUS_STYLE = {
     "succeeded": "green",
@@ -47,6 +47,22 @@ def short_time(stamp: str | None) -> str:
         return stamp
 
 
+def short_digest(digest: str | None) -> str:
+    return digest.removeprefix("sha256:")[:12] if digest else "-"
+
+
+def environment_line(variant: Variant) -> str:
+    """e.g. ``variant new: environment 3f2a9c0d1e4b (3 packages, Python 3.11.2)``."""
+    env = variant.environment
+    if env is None:
+        return f"variant {variant.name}: no environment (standard library only)"
+    count = len(env.packages)
+    return (
+        f"variant {variant.name}: environment {short_digest(env.digest)} "
+        f"({count} package{'s' if count != 1 else ''}, Python {env.python})"
+    )
+
+
 def run_status_text(run: Run) -> Text:
     """The status, marked when the platform (not the program) failed the run."""
     text = status_text(run.status)
@@ -68,7 +84,7 @@ def attempts_text(run: Run) -> str:
 def runs_table(runs: Iterable[Run], automation_name: Callable[[str], str]) -> Table:
     table = Table(title="Runs", title_justify="left")
     table.add_column("id", no_wrap=True)
-    for name in ("automation", "variant", "status", "trigger", "created (UTC)"):
+    for name in ("automation", "variant", "status", "trigger", "environment", "created (UTC)"):
         table.add_column(name)
     table.add_column("duration", justify="right")
     for run in runs:
@@ -78,6 +94,7 @@ def runs_table(runs: Iterable[Run], automation_name: Callable[[str], str]) -> Ta
             run.variant,
             run_status_text(run),
             run.trigger,
+            short_digest(run.environment_digest),
             short_time(run.created_at),
             duration(run.duration_ms),
         )
@@ -125,11 +142,15 @@ def automations_table(automations: Iterable[Automation]) -> Table:
 
 def automation_summary(auto: Automation) -> RenderableType:
     table = Table(title=f"{auto.name}  (revision {auto.revision})", title_justify="left")
-    for name in ("variant", "weight", "digest", "entrypoint"):
+    for name in ("variant", "weight", "digest", "entrypoint", "environment"):
         table.add_column(name)
     for v in auto.variants:
         marker = " (champion)" if v.name == auto.champion else ""
-        table.add_row(v.name + marker, str(v.weight), v.digest[:19], " ".join(v.entrypoint))
+        env = v.environment
+        packages = f"{short_digest(env.digest)} ({len(env.packages)} packages)" if env else "-"
+        table.add_row(
+            v.name + marker, str(v.weight), v.digest[:19], " ".join(v.entrypoint), packages
+        )
     return table
 
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.support import package_env
+
 CLI = str(Path(sys.executable).with_name("automation-server"))
 
 
@@ -21,6 +23,7 @@ def process_env(data_dir: Path, database_url: str, **extra: str) -> dict[str, st
             "AUTOMATION_DATA_DIR": str(data_dir),
             "AUTOMATION_DATABASE_URL": database_url,
             "AUTOMATION_LOG_LEVEL": "info",
+            **package_env(),
             **extra,
         }
     )

@@ -137,13 +137,24 @@ def test_equal_prompt_configs_give_equal_tarballs(sources: PresetSources) -> Non
     )
 
 
-def test_prompt_tarball_carries_pure_python_jinja(sources: PresetSources) -> None:
+def test_prompt_tarball_holds_the_preset_and_no_copied_packages(sources: PresetSources) -> None:
     names = {m.name for m in members(prompt_tarball(sources))}
 
     assert {"main.py", "preset.json", "_preset/llm.py", "_preset/templating.py"} <= names
-    assert {"_vendor/jinja2/sandbox.py", "_vendor/markupsafe/_native.py"} <= names
-    assert any(n.startswith("_vendor/LICENSES/jinja2") for n in names)
+    # Jinja2 and MarkupSafe come from the variant's environment, not the tarball.
+    assert not [n for n in names if n.startswith("_vendor/") or "jinja2" in n]
     assert not [n for n in names if n.endswith((".so", ".pyc", ".c"))]
+
+
+def test_preset_requirements_pin_the_servers_own_versions() -> None:
+    import importlib.metadata as metadata
+
+    from automation_server.presets.sources import preset_requirements
+
+    assert preset_requirements() == [
+        f"jinja2=={metadata.version('jinja2')}",
+        f"markupsafe=={metadata.version('markupsafe')}",
+    ]
 
 
 def test_rendered_tarballs_pass_upload_validation(sources: PresetSources) -> None:
