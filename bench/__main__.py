@@ -7,7 +7,13 @@ import importlib
 import json
 import sys
 
-BENCHMARKS = ["runs_throughput", "sandbox_overhead", "scheduler_latency", "experiments_summary"]
+BENCHMARKS = [
+    "runs_throughput",
+    "sandbox_overhead",
+    "scheduler_latency",
+    "experiments_summary",
+    "environments",
+]
 
 
 def main() -> int:

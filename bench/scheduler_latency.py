@@ -19,6 +19,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -81,29 +83,35 @@ def _env(s: BenchStack, data_dir: str, **extra: str) -> dict[str, str]:
     return env
 
 
+@contextmanager
+def _processes(roles: list[str], env: dict[str, str], logs_dir: Path) -> Iterator[None]:
+    """``automation-server <role>`` processes, stopped (SIGTERM) when the block ends."""
+    logs = [open(logs_dir / f"{i}-{role}.log", "wb") for i, role in enumerate(roles)]  # noqa: SIM115
+    procs = [
+        subprocess.Popen([CLI, role], env=env, stdout=log, stderr=subprocess.STDOUT)
+        for role, log in zip(roles, logs, strict=True)
+    ]
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=60)
+        for log in logs:
+            log.close()
+
+
 def _latency(duration_s: float) -> dict[str, Any]:
     """Interval automations every second, three ``scheduler`` and two ``worker`` processes
     sharing PostgreSQL (and one data directory for the tarball blobs)."""
     with stack("postgres") as s, tempfile.TemporaryDirectory() as tmp:
         ids = [_automation(s, f"tick-{i}", 1) for i in range(3)]
         env = _env(s, str(s.data_dir), AUTOMATION_WORKER_CONCURRENCY="2")
-        logs = [open(Path(tmp) / f"p{i}.log", "wb") for i in range(5)]  # noqa: SIM115
-        roles = ["scheduler"] * 3 + ["worker"] * 2
-        procs = [
-            subprocess.Popen([CLI, role], env=env, stdout=log, stderr=subprocess.STDOUT)
-            for role, log in zip(roles, logs, strict=True)
-        ]
-        try:
+        with _processes(["scheduler"] * 3 + ["worker"] * 2, env, Path(tmp)):
             time.sleep(3)  # start-up: imports, migrations check, sandbox probe
             since = utcnow()
             time.sleep(duration_s)
-        finally:
-            for proc in procs:
-                proc.terminate()
-            for proc in procs:
-                proc.wait(timeout=60)
-            for log in logs:
-                log.close()
         with s.services.db.read() as session:
             runs = list(
                 session.scalars(
@@ -147,29 +155,10 @@ def _mass(n: int, schedulers: int) -> dict[str, Any]:
                 ),
                 {"due": due, "anchor": due - timedelta(seconds=3600), "t": template},
             )
-        url = s.services.settings.database_url
         with tempfile.TemporaryDirectory() as tmp:
-            env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOMATION_")}
-            env.update(
-                AUTOMATION_DATABASE_URL=url,
-                AUTOMATION_DATA_DIR=str(s.data_dir),
-                AUTOMATION_LOG_LEVEL="warning",
-                AUTOMATION_POLL_S="1",
-            )
-            logs = [open(Path(tmp) / f"s{i}.log", "wb") for i in range(schedulers)]  # noqa: SIM115
-            procs = [
-                subprocess.Popen([CLI, "scheduler"], env=env, stdout=log, stderr=subprocess.STDOUT)
-                for log in logs
-            ]
-            try:
+            env = _env(s, str(s.data_dir))
+            with _processes(["scheduler"] * schedulers, env, Path(tmp)):
                 done_at = _wait_for(s, n, due)
-            finally:
-                for proc in procs:
-                    proc.terminate()
-                for proc in procs:
-                    proc.wait(timeout=30)
-                for log in logs:
-                    log.close()
         with s.services.db.read() as session:
             total, distinct = session.execute(
                 text("SELECT count(*), count(DISTINCT (automation_id, scheduled_for)) FROM runs")

@@ -141,12 +141,15 @@ def test_wheelhouse() -> Path:
     if not _WHEELHOUSE:
         import tempfile
 
-        from tests.wheels import wheel_from_installed
+        from tests.wheels import make_wheel, wheel_from_installed
 
         directory = Path(tempfile.mkdtemp(prefix="automation-test-wheels-"))
         directory.chmod(0o755)
         for name in ("jinja2", "markupsafe"):
             wheel_from_installed(directory, name)
+        # Small packages of our own, for the CLI's environment tests.
+        make_wheel(directory, "greet", "1.0", requires=["shout>=2"])
+        make_wheel(directory, "shout", "2.1")
         _WHEELHOUSE.append(directory)
     return _WHEELHOUSE[0]
 

@@ -110,18 +110,6 @@ class EnvironmentService:
             session, EnvironmentOwner, {"org_id": org_id, "digest": ref.digest, "created_at": now}
         )
 
-    def describe(self, session: Session, digests: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """``{digest: {"digest", "python", "packages"}}`` for the API's variant views."""
-        wanted = {d for d in digests if d}
-        if not wanted:
-            return {}
-        rows = session.execute(
-            select(Environment.digest, Environment.python, Environment.packages).where(
-                Environment.digest.in_(wanted)
-            )
-        ).all()
-        return {d: {"digest": d, "python": p, "packages": list(pkgs)} for d, p, pkgs in rows}
-
     def lock_text(self, org_id: str, digest: str) -> str:
         """The lock of an environment this organization saved (404 otherwise)."""
         with self._db.read() as session:

@@ -15,7 +15,8 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any
 
@@ -45,27 +46,10 @@ MASK = b"[secret]"
 
 
 @dataclass(frozen=True)
-class RunTask:
-    """Everything one attempt needs, read in the transaction that claimed it."""
+class RunTask(ClaimedRun):
+    """Everything one attempt needs: the claimed run with its secrets decrypted."""
 
-    run_id: str
-    automation_id: str
-    automation_name: str
-    experiment_id: str | None
-    variant: str
-    revision: int
-    trigger: str
-    attempt: int
-    digest: str
-    environment_digest: str | None
-    entrypoint: list[str]
-    env: dict[str, str]
-    secrets: dict[str, str]
-    payload: dict[str, Any]
-    timeout_s: int
-    network: str
-    limits: dict[str, int]
-    waited_s: float = 0.0  # from due (queued or retry time) to claimed
+    secrets: dict[str, str] = field(default_factory=dict)
 
     def environment(self) -> dict[str, str]:
         """AUTOMATION_* and user variables; the executor adds PATH, HOME and the rest."""
@@ -86,27 +70,10 @@ class RunTask:
 
 
 def task_of(claimed: ClaimedRun, box: SecretBox) -> RunTask:
-    """The attempt's task: the claimed run with its secrets decrypted."""
-    return RunTask(
-        run_id=claimed.run_id,
-        automation_id=claimed.automation_id,
-        automation_name=claimed.automation_name,
-        experiment_id=claimed.experiment_id,
-        variant=claimed.variant,
-        revision=claimed.revision,
-        trigger=claimed.trigger,
-        attempt=claimed.attempt,
-        digest=claimed.digest,
-        environment_digest=claimed.environment_digest,
-        entrypoint=claimed.entrypoint,
-        env=claimed.env,
-        secrets={name: box.decrypt(c) for name, c in claimed.encrypted_secrets.items()},
-        payload=claimed.payload,
-        timeout_s=claimed.timeout_s,
-        network=claimed.network,
-        limits=claimed.limits,
-        waited_s=claimed.waited_s,
-    )
+    """The attempt's task, read in the transaction that claimed it, secrets decrypted."""
+    secrets = {name: box.decrypt(c) for name, c in claimed.encrypted_secrets.items()}
+    fields = {f.name: getattr(claimed, f.name) for f in dataclass_fields(ClaimedRun)}
+    return RunTask(**fields, secrets=secrets)
 
 
 class LiveLog:

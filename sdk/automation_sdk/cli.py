@@ -410,11 +410,28 @@ def experiment_cmd(
         params["by"] = "revision"
     if include_forced:
         params["include_forced"] = True
-    summary = options.client(ctx).experiment(experiment_id, **params)
+    client = options.client(ctx)
+    summary = client.experiment(experiment_id, **params)
     if options.json:
         emit_json(summary)
         return
-    options.out().print(render.experiment_view(summary))
+    out = options.out()
+    out.print(render.experiment_view(summary))
+    for automation_id in _automations_of(client, experiment_id):
+        try:
+            auto = client.get_automation(automation_id)
+        except errors.NotFoundError:
+            continue  # deleted since: its runs still count, its variants are gone
+        for variant in auto.variants:
+            out.print(f"{auto.name}: " + render.environment_line(variant))
+
+
+def _automations_of(client: Client, experiment_id: str) -> list[str]:
+    """The automations whose runs make up the experiment (for their variants' packages)."""
+    for entry in client.experiments():
+        if entry.get("experiment_id") == experiment_id:
+            return [str(a) for a in entry.get("automation_ids", [])]
+    return []
 
 
 @main.command("promote")

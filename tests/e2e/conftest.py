@@ -16,7 +16,7 @@ from automation_server.sandbox.probe import probe_bwrap
 from automation_server.services import Services, build_services
 from automation_server.worker.build import build_worker
 from automation_server.worker.worker import Worker
-from tests.support import LiveServer, live_server, settings_for, skip_or_fail
+from tests.support import LiveServer, live_server, reachable_by_sandbox, settings_for, skip_or_fail
 
 FINISHED = {"succeeded", "failed", "timed_out", "cancelled", "skipped"}
 
@@ -71,6 +71,7 @@ class Stack:
 
 
 def make_stack(data_dir: Path, database_url: str, **env: str) -> Iterator[Stack]:
+    reachable_by_sandbox(data_dir)  # environments are bind-mounted from <data dir>/envs
     settings = settings_for(
         data_dir,
         database_url,

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import Stack, make_stack, require_bwrap
-from tests.support import SqliteDatabases
+from tests.support import SqliteDatabases, reachable_by_sandbox
 
 COMPLETION_TOKENS = 7
 
@@ -140,6 +140,7 @@ def preset_stack(
     """
     require_bwrap()
     data_dir: Path = tmp_path_factory.mktemp("var")
+    reachable_by_sandbox(data_dir)  # the presets' environment is mounted from there
     yield from make_stack(data_dir, sqlite_databases.fresh(), AUTOMATION_ALLOW_HOST_NETWORK="true")
 
 

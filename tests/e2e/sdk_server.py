@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support import free_port
+from tests.support import free_port, package_env
 
 SERVER_CLI = str(Path(sys.executable).with_name("automation-server"))
 AUTOMATION_CLI = str(Path(sys.executable).with_name("automation"))
@@ -30,6 +30,7 @@ def server_env(data_dir: Path, **extra: str) -> dict[str, str]:
             "AUTOMATION_POLL_S": "0.2",
             "AUTOMATION_HEARTBEAT_S": "0.5",
             "AUTOMATION_KILL_GRACE_S": "0.5",
+            **package_env(),
             **extra,
         }
     )

@@ -331,3 +331,23 @@ def test_console_script_and_shell_completion(served: Served, key: str) -> None:
         capture_output=True, text=True,
     )  # fmt: skip
     assert "deploy" in words.stdout
+
+
+# ---- environments ----------------------------------------------------------------
+
+
+def test_deploy_prints_each_variants_environment_and_runs_use_it(cli: Any, tmp_path: Path) -> None:
+    script = "import greet, shout\nprint('greet', greet.__version__, 'shout', shout.__version__)\n"
+    src = _code(tmp_path, "with-deps", script)
+    (src / "requirements.txt").write_text("greet==1.0\n")
+    name = _name()
+    first = cli("deploy", name, str(src))
+    assert first.exit_code == 0, first.output
+    assert "variant default: environment" in first.output and "2 packages" in first.output
+    again = cli("deploy", name, str(src))
+    assert "up to date" in again.output and "revision 1" in again.output
+    run = _json(cli("dispatch", name, "--wait", "--json"))
+    assert run["status"] == "succeeded" and run["environment_digest"].startswith("sha256:")
+    assert "greet 1.0 shout 2.1" in cli("logs", run["id"]).output
+    listed = cli("runs", "--automation", name)
+    assert run["environment_digest"].removeprefix("sha256:")[:12] in listed.output

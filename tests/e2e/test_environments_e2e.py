@@ -188,3 +188,52 @@ def test_a_hash_mismatch_at_build_fails_the_run_as_infrastructure(
         assert "hash" in log.lower()
         os.replace(wheel.with_suffix(".orig"), wheel)
         assert json.loads(json.dumps(run))["attempts"] == []
+
+
+BUILD_ONE = """
+import sys
+from pathlib import Path
+from automation_server.environments.resolver import PackageSources
+from automation_server.logging import configure_logging
+from automation_server.storage.filesystem import FilesystemBlobStore
+from automation_server.worker.environments import EnvironmentCache
+configure_logging("info", "json")
+root, blobs, wheels, digest = sys.argv[1:5]
+store = FilesystemBlobStore(Path(blobs))
+sources = PackageSources(None, Path(wheels))
+cache = EnvironmentCache(
+    Path(root), store, python=Path("/usr/bin/python3"), sources=sources, max_bytes=1 << 40
+)
+with cache.use(digest) as site:
+    print("SITE", site, flush=True)
+"""
+
+
+def test_two_worker_processes_building_one_digest_build_it_once(
+    tmp_path: Path, wheelhouse: Path
+) -> None:
+    import subprocess
+    import sys
+
+    from automation_server.storage.filesystem import FilesystemBlobStore
+
+    blobs = tmp_path / "blobs"
+    store = FilesystemBlobStore(blobs)
+    resolver = Resolver(
+        python=PYTHON, sources=PackageSources(None, wheelhouse), cache_dir=tmp_path / "uvc"
+    )
+    lock = resolver.resolve(parse_requirements(["greet==1.0"], "r"), "r")
+    store.put(env_lock_key(lock.digest), lock.text().encode())
+    argv = [sys.executable, "-c", BUILD_ONE, str(tmp_path / "envs"), str(blobs), str(wheelhouse)]
+    procs = [
+        subprocess.Popen(
+            [*argv, lock.digest], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    built = sum(err.count('"environment.built"') for _out, err in outputs)
+    assert built == 1, outputs
+    sites = {line for out, _err in outputs for line in out.splitlines() if line.startswith("SITE")}
+    assert len(sites) == 1

@@ -160,7 +160,7 @@ def test_preset_requirements_pin_the_servers_own_versions() -> None:
 def test_rendered_tarballs_pass_upload_validation(sources: PresetSources) -> None:
     info = validate_archive(prompt_tarball(sources), ArchiveLimits())
 
-    assert info.files > 20
+    assert info.files >= 5  # main.py, preset.json and the _preset/ helpers
 
 
 def test_plugin_tarball_holds_only_the_plugins_it_names(sources: PresetSources) -> None:
