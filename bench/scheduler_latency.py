@@ -102,6 +102,22 @@ def _processes(roles: list[str], env: dict[str, str], logs_dir: Path) -> Iterato
             log.close()
 
 
+def _until_running(s: BenchStack, ids: list[str], timeout: float = 120) -> None:
+    """Until the processes are up: some tick of every automation has started."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with s.services.db.read() as session:
+            started = session.scalar(
+                select(func.count(func.distinct(Run.automation_id))).where(
+                    Run.automation_id.in_(ids), Run.started_at.is_not(None)
+                )
+            )
+        if started == len(ids):
+            return
+        time.sleep(0.1)
+    raise TimeoutError("the scheduler and worker processes did not start runs")
+
+
 def _latency(duration_s: float) -> dict[str, Any]:
     """Interval automations every second, three ``scheduler`` and two ``worker`` processes
     sharing PostgreSQL (and one data directory for the tarball blobs)."""
@@ -109,7 +125,8 @@ def _latency(duration_s: float) -> dict[str, Any]:
         ids = [_automation(s, f"tick-{i}", 1) for i in range(3)]
         env = _env(s, str(s.data_dir), AUTOMATION_WORKER_CONCURRENCY="2")
         with _processes(["scheduler"] * 3 + ["worker"] * 2, env, Path(tmp)):
-            time.sleep(3)  # start-up: imports, migrations check, sandbox probe
+            _until_running(s, ids)  # start-up: imports, migrations check, sandbox probe
+            time.sleep(2)
             since = utcnow()
             time.sleep(duration_s)
         with s.services.db.read() as session:
