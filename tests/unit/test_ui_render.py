@@ -232,3 +232,28 @@ def test_read_only_session_gets_disabled_forms_and_a_banner() -> None:
     )
     assert "Read-only key" not in writable
     assert 'name="csrf_token" value="tok-123"' in writable
+
+
+def test_automation_page_lists_each_variants_packages() -> None:
+    from msgspec.structs import replace as struct_replace
+
+    from automation_server.automations.schemas import EnvironmentOut, PackageOut
+
+    env = EnvironmentOut(
+        digest="sha256:" + "b" * 64,
+        python="3.11.2",
+        packages=[PackageOut("httpx", "0.28.1"), PackageOut("idna", "3.20")],
+    )
+    with_env = struct_replace(variant("fast", 50), environment=env)
+    page = render(
+        "automation.html",
+        session=session(),
+        a=automation(variants=[variant("control", 50), with_env]),
+        revisions=[],
+        decisions=[],
+        runs=[],
+        more_runs=False,
+        form={},
+        idempotency_key="k",
+    )
+    assert "httpx 0.28.1, idna 3.20" in page and "standard library" in page
