@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete, select, text
@@ -29,7 +29,6 @@ from automation_server.errors import AutomationError
 from automation_server.ids import utcnow
 from automation_server.logging import get_logger
 from automation_server.queue.manager import RunQueue
-from automation_server.statuses import FINISHED
 from automation_server.storage.blobs import blob_key, log_key
 from automation_server.storage.blobstore import BlobStore
 
@@ -78,9 +77,9 @@ class GarbageCollector:
                 return GcReport(skipped=True)
             report = GcReport()
             if self._settings.runs_days:
-                report.runs_deleted = self._expire_runs(session, dry_run)
+                report.runs_deleted = self._expire_runs(session)
             if self._settings.logs_days:
-                report.logs_deleted = self._expire_logs(session, dry_run)
+                report.logs_deleted = self._expire_logs(session)
             report.blobs_deleted = self._collect_blobs(session, dry_run)
             if dry_run:
                 session.rollback()
@@ -101,27 +100,19 @@ class GarbageCollector:
         got = session.scalar(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": GC_LOCK_ID})
         return bool(got)
 
-    def _expire_runs(self, session: Session, dry_run: bool) -> int:
+    # A dry run makes the same changes: collect() rolls them back and deletes no object.
+
+    def _expire_runs(self, session: Session) -> int:
         cutoff = self._queue.now(session) - timedelta(days=self._settings.runs_days)
-        if dry_run:
-            return self._count_finished(session, cutoff)
         ids = self._queue.expire_finished(session, cutoff, BATCH * 10)
         self._objects.extend(log_key(run_id) for run_id in ids)
         return len(ids)
 
-    def _expire_logs(self, session: Session, dry_run: bool) -> int:
+    def _expire_logs(self, session: Session) -> int:
         cutoff = self._queue.now(session) - timedelta(days=self._settings.logs_days)
-        if dry_run:
-            return self._count_finished(session, cutoff, with_log=True)
         ids = self._queue.logs_to_forget(session, cutoff, BATCH * 10)
         self._objects.extend(log_key(run_id) for run_id in ids)
         return len(ids)
-
-    def _count_finished(self, session: Session, cutoff: datetime, with_log: bool = False) -> int:
-        query = select(Run.id).where(Run.status.in_(FINISHED), Run.finished_at < cutoff)
-        if with_log:
-            query = query.where(Run.log_bytes > 0)
-        return len(session.scalars(query.limit(BATCH * 10)).all())
 
     def _collect_blobs(self, session: Session, dry_run: bool) -> int:
         cutoff = utcnow() - timedelta(days=self._settings.blob_grace_days)

@@ -80,10 +80,6 @@ class EnvironmentService:
         self._store = store
         self._resolver = resolver
 
-    @property
-    def python_version(self) -> str:
-        return self._resolver.python_version()
-
     def requirements(self, lines: Iterable[str], field: str) -> Requirements:
         return parse_requirements(lines, field)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from sqlalchemy.orm import Session
 
@@ -36,7 +36,6 @@ class RunFacts:
     metrics: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     attempt: int = 1
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class RunListener(Protocol):

@@ -24,7 +24,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from automation_server.db.engine import Database
-from automation_server.db.models import Automation, Run
+from automation_server.db.models import Automation, Run, RunMetric, WebhookDelivery
 from automation_server.errors import Conflict, NotFound
 from automation_server.logging import get_logger
 from automation_server.observability import Metrics
@@ -338,10 +338,6 @@ class RunQueue:
             assert run is not None
             return run
 
-    def cancel_requested(self, run_id: str) -> bool:
-        with self._db.read() as session:
-            return bool(session.scalar(select(Run.cancel_requested).where(Run.id == run_id)))
-
     def reap(self) -> int:
         """Runs whose worker stopped renewing its lease: an infrastructure failure to retry."""
         with self._db.write() as session:
@@ -368,8 +364,6 @@ class RunQueue:
 
     def expire_finished(self, session: Session, before: datetime, limit: int) -> list[str]:
         """Delete up to ``limit`` runs that finished before ``before``; their ids."""
-        from automation_server.db.models import RunMetric, WebhookDelivery
-
         ids = list(
             session.scalars(
                 select(Run.id)

@@ -23,7 +23,7 @@ from automation_server.experiments.stats.intervals import (
     welch_diff,
     wilson_interval,
 )
-from automation_server.experiments.stats.moments import MeanStats, merge_all
+from automation_server.experiments.stats.moments import MeanStats
 from automation_server.experiments.stats.msprt import (
     DEFAULT_TARGET_N,
     MsprtTuning,
@@ -45,7 +45,6 @@ __all__ = [
     "MsprtTuning",
     "SrmResult",
     "default_tau2",
-    "merge_all",
     "msprt_interval",
     "optimal_tau2_ratio",
     "prob_beats_control_mean",

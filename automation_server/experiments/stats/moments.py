@@ -94,10 +94,3 @@ class MeanStats:
             "mean": finite(self.mean),
             "sd": None if variance is None else finite(math.sqrt(variance)),
         }
-
-
-def merge_all(parts: Iterable[MeanStats]) -> MeanStats:
-    out = MeanStats(0)
-    for part in parts:
-        out = out.merge(part)
-    return out
