@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: serve test lint typecheck unit bench bench-quick sandbox-deps cgroup-tuning browser-deps clean
+.PHONY: serve cluster test lint typecheck unit bench bench-quick sandbox-deps cgroup-tuning browser-deps clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -55,6 +55,11 @@ browser-deps:
 
 serve: $(STAMP) sandbox-deps cgroup-tuning
 	$(BIN)/automation-server serve
+
+# api, two workers and a scheduler as separate processes on this machine's PostgreSQL
+# (AUTOMATION_CLUSTER_PG_URL) and moto's S3 server: deploy/compose.yaml without Docker.
+cluster: $(STAMP) sandbox-deps cgroup-tuning
+	$(BIN)/python -m deploy.cluster
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,4 +1,4 @@
-"""``automation-server``: serve, api, worker, scheduler, migrate, create-key."""
+"""``automation-server``: serve, api, worker, scheduler, migrate, create-key, doctor."""
 
 from __future__ import annotations
 
@@ -34,6 +34,22 @@ def _start(settings: Settings, component: str) -> Any:
     log.info("process.starting", **settings.describe())
     _migrate_if_needed(settings)
     return log
+
+
+def _services(settings: Settings, log: Any) -> Any:
+    """The process's services, once its secret key is known to be the deployment's."""
+    from automation_server.security.crypto import SecretKeyError
+    from automation_server.services import build_services
+
+    services = build_services(settings)
+    try:
+        check = services.verify_secret_key()
+    except SecretKeyError as exc:
+        services.close()
+        log.error("secret_key.mismatch", detail=exc.detail)
+        raise click.ClickException(exc.detail) from None
+    log.info("secret_key.checked", outcome=check.outcome, source=services.key_source)
+    return services
 
 
 def _run_http(
@@ -115,14 +131,17 @@ def _start_scheduler(services: Any) -> Callable[[], None]:
     return stop
 
 
-def _wait_for_signal() -> None:
+def _wait_for_signal(fatal: Any = None) -> str | None:
+    """Block until SIGTERM/SIGINT, or until ``fatal`` (a worker's FatalStop) is set;
+    returns the fatal reason, if that is what ended the wait."""
     import signal
     import threading
 
-    stop = threading.Event()
+    stop = fatal if fatal is not None else threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
+    return getattr(stop, "reason", None)
 
 
 @main.command()
@@ -130,11 +149,8 @@ def _wait_for_signal() -> None:
 @click.option("--port", type=int, default=None, help="Port [AUTOMATION_PORT, default 8080]")
 def serve(host: str | None, port: int | None) -> None:
     """API, scheduler and worker in one process (the embedded default needs no other service)."""
-    from automation_server.services import build_services
-
     settings = _settings()
-    _start(settings, "serve")
-    services = build_services(settings)
+    services = _services(settings, _start(settings, "serve"))
     worker = _start_worker(services)
     stop_scheduler = _start_scheduler(services)
     _run_http(
@@ -159,26 +175,24 @@ def worker(concurrency: int | None) -> None:
     SIGTERM stops it gracefully: no new claims, running runs get
     AUTOMATION_SHUTDOWN_GRACE_S to finish, the rest go back to the queue.
     """
-    from automation_server.services import build_services
-
     settings = _settings()
     log = _start(settings, "worker")
-    services = build_services(settings)
+    services = _services(settings, log)
     running = _start_worker(services, concurrency)
-    _wait_for_signal()
+    fatal = _wait_for_signal(running.fatal)
     log.info("worker.stopping", grace_s=settings.worker.shutdown_grace_s)
     running.stop()
     services.close()
+    if fatal:
+        raise click.ClickException(fatal)
 
 
 @main.command()
 def scheduler() -> None:
     """A scheduler: fires cron and interval automations (any number may run at once)."""
-    from automation_server.services import build_services
-
     settings = _settings()
     log = _start(settings, "scheduler")
-    services = build_services(settings)
+    services = _services(settings, log)
     stop_scheduler = _start_scheduler(services)
     _wait_for_signal()
     log.info("scheduler.stopping")
@@ -191,11 +205,8 @@ def scheduler() -> None:
 @click.option("--port", type=int, default=None, help="Port [AUTOMATION_PORT, default 8080]")
 def api(host: str | None, port: int | None) -> None:
     """The HTTP API alone (run workers and schedulers as separate processes)."""
-    from automation_server.services import build_services
-
     settings = _settings()
-    _start(settings, "api")
-    services = build_services(settings)
+    services = _services(settings, _start(settings, "api"))
     services.start_listener()
     _run_http(settings, services, host or settings.host, port or settings.port, [])
 
@@ -253,20 +264,36 @@ def rotate_secret_key(new_key: str | None) -> None:
 
     With the key in <data dir>/secret.key the file is replaced. With
     AUTOMATION_SECRET_KEY, first give every process "NEW,OLD" (they decrypt
-    with both), run this with --new-key NEW, then drop OLD.
+    with both), run this with --new-key NEW, then drop OLD. The database's
+    key check value moves to NEW in the same transaction: from then on a
+    process holding only OLD refuses to start, and a running worker holding
+    only OLD stops claiming within 30 seconds.
+
+    \b
+      export AUTOMATION_SECRET_KEY="$NEW,$OLD"   # on every process first
+      automation-server rotate-secret-key --new-key "$NEW"
     """
     from automation_server.db.engine import Database
-    from automation_server.security.crypto import load_or_create_key, write_key_file
+    from automation_server.security.crypto import (
+        SecretKeyError,
+        key_source,
+        load_or_create_key,
+        split_keys,
+        write_key_file,
+    )
+    from automation_server.security.keycheck import verify_key
     from automation_server.security.rotation import rotate_secrets
 
     settings = _settings()
     configure_logging(settings.log_level, settings.log_format)
     _migrate_if_needed(settings)
-    current = load_or_create_key(settings.secret_key, settings.data_dir)
-    old_keys = [k.strip() for k in current.split(",") if k.strip()]
+    old_keys = split_keys(load_or_create_key(settings.secret_key, settings.data_dir))
     db = Database(settings.database_url, pool_size=1)
     try:
+        verify_key(db, old_keys, key_source(settings.secret_key, settings.data_dir))
         done = rotate_secrets(db, old_keys, new_key)
+    except SecretKeyError as exc:
+        raise click.ClickException(exc.detail) from None
     finally:
         db.dispose()
     click.echo(f"re-encrypted {done.secrets} secrets and {done.webhook_secrets} webhook secrets")
@@ -279,6 +306,61 @@ def rotate_secret_key(new_key: str | None) -> None:
     else:
         path = write_key_file(settings.data_dir, done.new_key)
         click.echo(f"the new key is in {path}; restart the server processes to use it")
+
+
+_MARKS = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}
+
+
+@main.command()
+@click.option(
+    "--role",
+    type=click.Choice(["serve", "api", "worker", "scheduler"]),
+    default="serve",
+    show_default=True,
+    help="Check what this kind of process needs (a scheduler needs no sandbox).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+def doctor(role: str, as_json: bool) -> None:
+    """Show what this process would use and check that it works.
+
+    Checks the database (reachable, migrated), the object store (a probe
+    object is written and deleted), the secret key (the deployment's, by its
+    check value), the sandbox (bubblewrap starts), the runs' Python and uv,
+    and warns about settings that keep a PostgreSQL deployment on one host.
+    Changes nothing. Exits 1 when a check fails, so it can serve as a health
+    check:
+
+    \b
+      AUTOMATION_DATABASE_URL=postgresql+psycopg://postgres@db/automation \\
+      AUTOMATION_BLOB_URL=s3://automation/prod automation-server doctor --role worker
+    """
+    import dataclasses
+    import json
+
+    from automation_server.doctor import diagnose
+
+    settings = _settings()
+    configure_logging("error", settings.log_format)
+    checks = diagnose(settings, role)  # type: ignore[arg-type]
+    failed = any(c.outcome == "fail" for c in checks)
+    if as_json:
+        body = {
+            "role": role,
+            "settings": settings.describe(),
+            "checks": [dataclasses.asdict(c) for c in checks],
+            "ok": not failed,
+        }
+        click.echo(json.dumps(body, indent=2))
+    else:
+        for name, value in settings.describe().items():
+            click.echo(f"{name:>13}  {value}")
+        click.echo()
+        for check in checks:
+            click.echo(f"{_MARKS[check.outcome]}  {check.name:<14} {check.detail}")
+            if check.hint and check.outcome != "ok":
+                click.echo(f"{'':21}-> {check.hint}")
+    if failed:
+        sys.exit(1)
 
 
 @main.command()

@@ -110,7 +110,7 @@ class Settings:
     allow_host_network: bool
     run_python: Path
     log_level: str
-    log_format: Literal["json", "console"]
+    log_format: Literal["auto", "json", "console"]
     limits: LimitSettings = field(default_factory=LimitSettings)
     uploads: UploadSettings = field(default_factory=UploadSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
@@ -256,7 +256,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_level=_choice(
             env, "AUTOMATION_LOG_LEVEL", "info", ("debug", "info", "warning", "error")
         ),
-        log_format=_choice(env, "AUTOMATION_LOG_FORMAT", "json", ("json", "console")),  # type: ignore[arg-type]
+        log_format=_choice(env, "AUTOMATION_LOG_FORMAT", "auto", ("auto", "json", "console")),  # type: ignore[arg-type]
         uploads=_upload_settings(env),
         worker=_worker_settings(env),
         guards=GuardSettings(

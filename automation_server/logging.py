@@ -1,4 +1,5 @@
-"""structlog set-up: JSON lines with stable event names and bound ids.
+"""structlog set-up: JSON lines (or readable lines at a terminal) with stable event
+names and bound ids.
 
 Components get a logger with :func:`get_logger` and bind ``run_id``,
 ``automation_id`` and ``variant`` through :func:`bind_run` (context variables), so
@@ -16,12 +17,21 @@ from typing import Any
 import structlog
 
 
-def configure_logging(level: str = "info", fmt: str = "json") -> None:
+def use_console(fmt: str, stream: Any) -> bool:
+    """``auto`` (the default): readable lines for a person at a terminal, JSON lines for
+    whatever collects the logs otherwise."""
+    if fmt == "auto":
+        isatty = getattr(stream, "isatty", None)
+        return bool(isatty and isatty())
+    return fmt == "console"
+
+
+def configure_logging(level: str = "info", fmt: str = "auto") -> None:
     """Configure structlog and the standard library root logger once per process."""
     renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.dev.ConsoleRenderer(colors=False)
+        if use_console(fmt, sys.stderr)
+        else structlog.processors.JSONRenderer()
     )
     structlog.configure(
         processors=[

@@ -22,7 +22,14 @@ from automation_server.queue.notify import Notifier, PostgresListener
 from automation_server.queue.workers import WorkerRegistry
 from automation_server.runs.service import RunService
 from automation_server.security.accounts import Authenticator
-from automation_server.security.crypto import SecretBox, box_from, load_or_create_key
+from automation_server.security.crypto import (
+    SecretBox,
+    box_from,
+    key_source,
+    load_or_create_key,
+    split_keys,
+)
+from automation_server.security.keycheck import KeyCheck, verify_key
 from automation_server.security.ratelimit import RateLimiter
 from automation_server.storage.archive import ArchiveLimits
 from automation_server.storage.blobs import BlobService
@@ -53,12 +60,19 @@ class Services:
     workers: WorkerRegistry
     environments: EnvironmentService
     listener: PostgresListener | None = None
+    #: The process's secret keys, newest first, and where they came from (for messages).
+    secret_keys: tuple[str, ...] = ()
+    key_source: str = ""
 
     def start_listener(self) -> None:
         """LISTEN for cross-process wake-ups (PostgreSQL only; SQLite polls)."""
         if not self.db.is_sqlite and self.listener is None:
             self.listener = PostgresListener(self.settings.database_url, self.notifier)
             self.listener.start()
+
+    def verify_secret_key(self) -> KeyCheck:
+        """Refuse to go on (SecretKeyError) with a key that is not the deployment's."""
+        return verify_key(self.db, self.secret_keys, self.key_source)
 
     def close(self) -> None:
         if self.listener is not None:
@@ -89,7 +103,8 @@ def build_services(settings: Settings, *, store: BlobStore | None = None) -> Ser
     store = store or blobstore_from_url(
         settings.blob_url, data_dir=settings.data_dir, endpoint_url=settings.s3_endpoint_url
     )
-    box = box_from(load_or_create_key(settings.secret_key, settings.data_dir))
+    keys = load_or_create_key(settings.secret_key, settings.data_dir)
+    box = box_from(keys)
     blobs = BlobService(
         db, store, archive_limits(settings), s3_endpoint_url=settings.s3_endpoint_url
     )
@@ -127,4 +142,6 @@ def build_services(settings: Settings, *, store: BlobStore | None = None) -> Ser
         presets=PresetService(automations, blobs, settings),
         workers=WorkerRegistry(db, queue.clock),
         environments=environments,
+        secret_keys=tuple(split_keys(keys)),
+        key_source=key_source(settings.secret_key, settings.data_dir),
     )

@@ -480,3 +480,13 @@ class EnvironmentOwner(Base):
         String(80), ForeignKey("environments.digest"), primary_key=True
     )
     created_at: Mapped[datetime]
+
+
+class DeploymentSetting(Base):
+    """Facts every process of one deployment must agree on (the secret key's check value)."""
+
+    __tablename__ = "deployment_settings"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime]

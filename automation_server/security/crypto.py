@@ -51,9 +51,14 @@ class SecretBox:
         return self._fernet.rotate(token.encode()).decode()
 
 
+def split_keys(keys: str) -> list[str]:
+    """``NEW[,OLD...]`` as a list, newest first."""
+    return [k.strip() for k in keys.split(",") if k.strip()]
+
+
 def box_from(keys: str) -> SecretBox:
     """A box from ``new[,old...]``: encrypts with the first key, decrypts with any."""
-    parts = [k.strip() for k in keys.split(",") if k.strip()]
+    parts = split_keys(keys)
     if not parts:
         raise SecretKeyError("AUTOMATION_SECRET_KEY is empty")
     return SecretBox(parts[0], *parts[1:])
@@ -70,6 +75,13 @@ def write_key_file(data_dir: Path, key: str) -> Path:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
     return path
+
+
+def key_source(configured: str | None, data_dir: Path) -> str:
+    """Where a process's key comes from, for messages (never the key itself)."""
+    if configured:
+        return "AUTOMATION_SECRET_KEY"
+    return f"{data_dir / KEY_FILE}, because AUTOMATION_SECRET_KEY is not set"
 
 
 def load_or_create_key(configured: str | None, data_dir: Path) -> str:

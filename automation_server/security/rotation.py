@@ -10,6 +10,7 @@ from sqlalchemy import select
 from automation_server.db.engine import Database
 from automation_server.db.models import Automation, AutomationSecret
 from automation_server.security.crypto import SecretBox
+from automation_server.security.keycheck import record_key
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,9 @@ class Rotation:
 
 
 def rotate_secrets(db: Database, old_keys: list[str], new_key: str | None = None) -> Rotation:
-    """Decrypt with any old key, encrypt with the new one, all in one transaction."""
+    """Decrypt with any old key, encrypt with the new one and make it the deployment's
+    key (its check value), all in one transaction: processes holding ``NEW,OLD`` keep
+    working across it, processes holding only OLD are refused from then on."""
     key = new_key or Fernet.generate_key().decode()
     box = SecretBox(key, *old_keys)
     secrets = webhooks = 0
@@ -33,4 +36,5 @@ def rotate_secrets(db: Database, old_keys: list[str], new_key: str | None = None
         ):
             automation.webhook_secret = box.rotate(automation.webhook_secret or "")
             webhooks += 1
+        record_key(session, key)
     return Rotation(new_key=key, secrets=secrets, webhook_secrets=webhooks)

@@ -29,7 +29,7 @@ from automation_server.queue.manager import RunQueue
 from automation_server.queue.notify import CANCEL, RUNS
 from automation_server.queue.results import RunResult
 from automation_server.queue.workers import WorkerRegistry
-from automation_server.security.crypto import SecretBox
+from automation_server.security.crypto import SecretBox, SecretKeyError
 from automation_server.statuses import RunStatus
 from automation_server.worker.execution import RunExecution, RunTask, task_of
 
@@ -39,6 +39,21 @@ T = TypeVar("T")
 # How long a worker keeps trying to record a result while the database is down.
 DATABASE_WAIT_S = 600.0
 CRASHED = "internal error of the worker while running (see the server log)"
+# How often a running worker checks that its key is still the deployment's (a rotation
+# done elsewhere makes an old-key-only worker useless: it stops instead of failing runs).
+KEY_CHECK_S = 30.0
+
+
+class FatalStop(threading.Event):
+    """Set when the worker cannot go on (its key is not the deployment's); ``reason``
+    says why, for the process to print before it exits non-zero."""
+
+    reason: str | None = None
+
+    def stop_with(self, reason: str) -> None:
+        if not self.is_set():
+            self.reason = reason
+            self.set()
 
 
 def _log_failure(event: str, exc: Exception, worker_id: str) -> None:
@@ -81,6 +96,7 @@ class Worker:
         shutdown_grace_s: float,
         on_finished: Callable[[str], object] | None = None,
         metrics: Metrics | None = None,
+        verify_key: Callable[[], object] | None = None,
     ) -> None:
         self.id = new_id()
         self._queue = queue
@@ -94,6 +110,9 @@ class Worker:
         self._grace_s = shutdown_grace_s
         self._on_finished = on_finished
         self._metrics = metrics or Metrics()
+        self._verify_key = verify_key
+        self._key_checked = time.monotonic()
+        self.fatal = FatalStop()
         self._inflight: dict[str, InFlight] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -167,7 +186,11 @@ class Worker:
 
     def _run_one(self, flight: InFlight, claimed: ClaimedRun) -> None:
         try:
-            task = task_of(claimed, self._box)
+            try:
+                task = task_of(claimed, self._box)
+            except SecretKeyError as exc:
+                self._refuse_run(flight, exc)
+                return
             with bind_run(task.run_id, task.automation_id, task.variant):
                 log.info("run.started", attempt=task.attempt, worker_id=self.id)
                 self._metrics.dispatch_latency.observe(task.waited_s)
@@ -188,6 +211,34 @@ class Worker:
             with self._lock:
                 self._inflight.pop(flight.run_id, None)
             self._wake.set()
+
+    def _refuse_run(self, flight: InFlight, exc: SecretKeyError) -> None:
+        """This worker's key cannot decrypt the run's secrets: give the run back untouched
+        (another worker with the deployment's key runs it) and stop claiming."""
+        handed = self._durably("hand_back", lambda: self._queue.hand_back(flight.run_id, self.id))
+        log.error("worker.secret_key_mismatch", run_id=flight.run_id, handed_back=handed)
+        self._stop_fatally(
+            f"the secret key of this worker is not this deployment's key ({exc.detail}: "
+            f"run {flight.run_id}); the run went back to the queue and this worker stopped. "
+            "Set the same AUTOMATION_SECRET_KEY on every api, worker and scheduler process "
+            "and start this one again."
+        )
+
+    def _stop_fatally(self, reason: str) -> None:
+        self._stopping.set()
+        self._wake.set()
+        self.fatal.stop_with(reason)
+
+    def _check_key(self) -> None:
+        """Every KEY_CHECK_S: after a rotation elsewhere, an old-key-only worker stops."""
+        if self._verify_key is None or time.monotonic() - self._key_checked < KEY_CHECK_S:
+            return
+        self._key_checked = time.monotonic()
+        try:
+            self._verify_key()
+        except SecretKeyError as exc:
+            log.error("worker.secret_key_mismatch", detail=exc.detail)
+            self._stop_fatally(exc.detail)
 
     def _execute(self, task: RunTask, flight: InFlight) -> RunResult:
         return self._execution.execute(task, flight.cancel)
@@ -263,6 +314,7 @@ class Worker:
             self._on_cancel(run_id)
         self._registry.beat(self.id, len(run_ids))
         self._queue.reap()
+        self._check_key()
 
     def _register(self) -> None:
         self._durably("register", lambda: self._registry.register(self.id, self._concurrency))
