@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -10,6 +12,7 @@ import click
 
 from automation_server.config import Settings, SettingsError, load_settings
 from automation_server.logging import configure_logging, get_logger
+from automation_server.security.keywatch import FatalStop, KeyWatch
 
 
 def _settings() -> Settings:
@@ -134,7 +137,6 @@ def _start_scheduler(services: Any) -> Callable[[], None]:
 def _wait_for_signal(fatal: Any = None) -> str | None:
     """Block until SIGTERM/SIGINT, or until ``fatal`` (a worker's FatalStop) is set;
     returns the fatal reason, if that is what ended the wait."""
-    import signal
     import threading
 
     stop = fatal if fatal is not None else threading.Event()
@@ -194,10 +196,15 @@ def scheduler() -> None:
     log = _start(settings, "scheduler")
     services = _services(settings, log)
     stop_scheduler = _start_scheduler(services)
-    _wait_for_signal()
+    fatal = FatalStop()
+    watch = KeyWatch(services.verify_secret_key, fatal.stop_with).start()
+    reason = _wait_for_signal(fatal)
     log.info("scheduler.stopping")
+    watch.stop()
     stop_scheduler()
     services.close()
+    if reason:
+        raise click.ClickException(reason)
 
 
 @main.command()
@@ -208,7 +215,11 @@ def api(host: str | None, port: int | None) -> None:
     settings = _settings()
     services = _services(settings, _start(settings, "api"))
     services.start_listener()
-    _run_http(settings, services, host or settings.host, port or settings.port, [])
+    # With a key that is no longer the deployment's, stop as SIGTERM would (gracefully).
+    watch = KeyWatch(
+        services.verify_secret_key, lambda _reason: os.kill(os.getpid(), signal.SIGTERM)
+    ).start()
+    _run_http(settings, services, host or settings.host, port or settings.port, [watch.stop])
 
 
 @main.command()

@@ -272,6 +272,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request lines
     if not Path(CLI).exists():
         print("automation-server is not installed in this environment: run make first")
         return 1

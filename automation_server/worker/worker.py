@@ -30,6 +30,7 @@ from automation_server.queue.notify import CANCEL, RUNS
 from automation_server.queue.results import RunResult
 from automation_server.queue.workers import WorkerRegistry
 from automation_server.security.crypto import SecretBox, SecretKeyError
+from automation_server.security.keywatch import FatalStop, KeyWatch
 from automation_server.statuses import RunStatus
 from automation_server.worker.execution import RunExecution, RunTask, task_of
 
@@ -39,21 +40,6 @@ T = TypeVar("T")
 # How long a worker keeps trying to record a result while the database is down.
 DATABASE_WAIT_S = 600.0
 CRASHED = "internal error of the worker while running (see the server log)"
-# How often a running worker checks that its key is still the deployment's (a rotation
-# done elsewhere makes an old-key-only worker useless: it stops instead of failing runs).
-KEY_CHECK_S = 30.0
-
-
-class FatalStop(threading.Event):
-    """Set when the worker cannot go on (its key is not the deployment's); ``reason``
-    says why, for the process to print before it exits non-zero."""
-
-    reason: str | None = None
-
-    def stop_with(self, reason: str) -> None:
-        if not self.is_set():
-            self.reason = reason
-            self.set()
 
 
 def _log_failure(event: str, exc: Exception, worker_id: str) -> None:
@@ -110,8 +96,9 @@ class Worker:
         self._grace_s = shutdown_grace_s
         self._on_finished = on_finished
         self._metrics = metrics or Metrics()
-        self._verify_key = verify_key
-        self._key_checked = time.monotonic()
+        self._key_watch = (
+            KeyWatch(verify_key, self._stop_fatally) if verify_key is not None else None
+        )
         self.fatal = FatalStop()
         self._inflight: dict[str, InFlight] = {}
         self._lock = threading.Lock()
@@ -125,6 +112,8 @@ class Worker:
 
     def start(self) -> None:
         self._register()
+        if self._key_watch is not None:
+            self._key_watch.start()
         for target, name in ((self._claim_loop, "claim"), (self._heartbeat_loop, "heartbeat")):
             thread = threading.Thread(target=target, name=f"worker-{name}", daemon=True)
             thread.start()
@@ -134,6 +123,8 @@ class Worker:
     def stop(self, grace_s: float | None = None) -> None:
         """Stop claiming; let runs finish for ``grace_s``; hand back the rest."""
         grace = self._grace_s if grace_s is None else grace_s
+        if self._key_watch is not None:
+            self._key_watch.stop()
         self._stopping.set()
         self._wake.set()
         for flight in self._snapshot():
@@ -229,17 +220,6 @@ class Worker:
         self._wake.set()
         self.fatal.stop_with(reason)
 
-    def _check_key(self) -> None:
-        """Every KEY_CHECK_S: after a rotation elsewhere, an old-key-only worker stops."""
-        if self._verify_key is None or time.monotonic() - self._key_checked < KEY_CHECK_S:
-            return
-        self._key_checked = time.monotonic()
-        try:
-            self._verify_key()
-        except SecretKeyError as exc:
-            log.error("worker.secret_key_mismatch", detail=exc.detail)
-            self._stop_fatally(exc.detail)
-
     def _execute(self, task: RunTask, flight: InFlight) -> RunResult:
         return self._execution.execute(task, flight.cancel)
 
@@ -314,7 +294,6 @@ class Worker:
             self._on_cancel(run_id)
         self._registry.beat(self.id, len(run_ids))
         self._queue.reap()
-        self._check_key()
 
     def _register(self) -> None:
         self._durably("register", lambda: self._registry.register(self.id, self._concurrency))

@@ -226,7 +226,9 @@ def test_a_rotation_keeps_two_key_processes_working_and_stops_old_key_ones(
     cluster.restart("api", AUTOMATION_SECRET_KEY=both)
     cluster.wait_ready()
     cluster.restart("scheduler", AUTOMATION_SECRET_KEY=both)
+    old_scheduler = cluster.start_process("scheduler", "old-scheduler")
     two_keys = cluster.start_process("worker", "two-keys", AUTOMATION_SECRET_KEY=both)
+    wait_logged(old_scheduler, "secret_key.checked")
     assert wait_logged(two_keys, "secret_key.checked")["outcome"] == "matched"
     out = cluster.run_cli(
         ["rotate-secret-key", "--new-key", new], "admin", AUTOMATION_SECRET_KEY=both
@@ -242,11 +244,14 @@ def test_a_rotation_keeps_two_key_processes_working_and_stops_old_key_ones(
         assert "secret-ok True manual" in http.get(f"/v1/runs/{run_id}/logs").text
     assert set(after) <= set(started_by(two_keys))
 
-    # worker1 holds only OLD: it stops by itself (at its next key check, or at the
-    # first run it cannot decrypt, which it hands back) and exits non-zero.
+    # worker1 holds only OLD: it stops by itself (at its next key check, every 30 s, or
+    # at the first run it cannot decrypt, which it hands back) and exits non-zero.
     worker1 = next(p for p in cluster.processes if p.name == "worker1")
     assert wait_exit(worker1, timeout=60) != 0
     assert MISMATCH in worker1.log()
+    # So does a scheduler that holds only OLD, at its next check (every 30 s).
+    assert wait_exit(old_scheduler, timeout=60) != 0
+    assert MISMATCH in old_scheduler.log()
     old_only = cluster.start_process("worker", "old-only", AUTOMATION_SECRET_KEY=old)
     assert wait_exit(old_only) != 0 and MISMATCH in old_only.log()
     new_only = cluster.start_process("worker", "new-only", AUTOMATION_SECRET_KEY=new)
