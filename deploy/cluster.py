@@ -14,6 +14,7 @@ the same topology through :class:`LocalCluster`.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -53,6 +54,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def json_events(text: str) -> list[dict[str, Any]]:
+    """The JSON log lines of a process's output (other lines skipped)."""
+    events = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return events
+
+
 @dataclass
 class Process:
     """One server process: its role, its data directory and its log file."""
@@ -67,6 +80,9 @@ class Process:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def events(self) -> list[dict[str, Any]]:
+        return json_events(self.log())
 
     def stop(self, timeout: float = 60) -> int:
         if self.popen.poll() is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -11,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deploy.cluster import json_events
 from tests.support import package_env
 
 CLI = str(Path(sys.executable).with_name("automation-server"))
@@ -38,14 +38,7 @@ class Proc:
 
     def events(self) -> list[dict[str, Any]]:
         """The JSON log lines this process wrote so far."""
-        out = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            if line.startswith("{"):
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
-        return out
+        return json_events(self.log_path.read_text(errors="replace"))
 
     def signal(self, sig: int) -> None:
         if self.popen.poll() is None:

@@ -5,7 +5,6 @@ started by ``deploy/cluster.py`` as ``make cluster`` does."""
 from __future__ import annotations
 
 import collections
-import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -112,18 +111,7 @@ def wait_finished(http: httpx.Client, run_ids: list[str], timeout: float = 120) 
 
 
 def started_by(process: Process) -> list[str]:
-    return [e["run_id"] for e in events(process) if e.get("event") == "run.started"]
-
-
-def events(process: Process) -> list[dict[str, Any]]:
-    out = []
-    for line in process.log().splitlines():
-        if line.startswith("{"):
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return out
+    return [e["run_id"] for e in process.events() if e.get("event") == "run.started"]
 
 
 def wait_exit(process: Process, timeout: float = 60) -> int:
@@ -137,7 +125,7 @@ def wait_exit(process: Process, timeout: float = 60) -> int:
 def wait_logged(process: Process, event: str, timeout: float = 60) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
-        found = [e for e in events(process) if e.get("event") == event]
+        found = [e for e in process.events() if e.get("event") == event]
         if found:
             return found[-1]
         assert process.popen.poll() is None, f"{process.name} exited:\n{process.log()[-2000:]}"
@@ -256,6 +244,6 @@ def test_a_rotation_keeps_two_key_processes_working_and_stops_old_key_ones(
     assert wait_exit(old_only) != 0 and MISMATCH in old_only.log()
     new_only = cluster.start_process("worker", "new-only", AUTOMATION_SECRET_KEY=new)
     assert wait_logged(new_only, "worker.started")
-    counts = collections.Counter(e.get("event") for e in events(new_only))
+    counts = collections.Counter(e.get("event") for e in new_only.events())
     assert counts["secret_key.mismatch"] == 0
     http.close()
