@@ -335,5 +335,8 @@ class VariantLifecycle:
             (d.name, arms[d.name]) for d in weighted if d.name != control and d.name in arms
         ]
         return evaluate_policy(
-            row.auto_promote or {}, (control, arms[control]), challengers, srm_flagged=srm_flagged
+            rules.effective_policy(row.auto_promote or {}, row.metrics or {}),
+            (control, arms[control]),
+            challengers,
+            srm_flagged=srm_flagged,
         )

@@ -7,6 +7,7 @@ msgspec enforces types, unknown fields and the ranges declared here (answering
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -75,15 +76,32 @@ class MisfireSpec(Strict):
     max_catchup: Annotated[int, Meta(ge=1, le=1000)] = 10
 
 
+Direction = Literal["higher", "lower"]
+MetricName = Annotated[str, Meta(min_length=1, max_length=100)]
+
+
+class MetricSpec(Strict):
+    """How to read a reported metric: which way is better (``higher`` or ``lower``), and
+    its unit for display (at most 16 characters). Checked by ``check_metrics`` (422)."""
+
+    direction: str = "higher"
+    unit: str | None = None
+
+
+Metrics = dict[str, MetricSpec]
+
+
 class GuardrailSpec(Strict):
-    metric: Annotated[str, Meta(min_length=1, max_length=100)]
-    direction: Literal["higher", "lower"]
+    metric: MetricName
     max_regression: Annotated[float, Meta(ge=0)]
+    # None: the metric's declared direction (``metrics``), else higher.
+    direction: Direction | None = None
 
 
 class AutoPromoteSpec(Strict):
-    metric: Annotated[str, Meta(min_length=1, max_length=100)]
-    direction: Literal["higher", "lower"] = "higher"
+    metric: MetricName
+    # None: the metric's declared direction (``metrics``), else higher.
+    direction: Direction | None = None
     min_runs_per_variant: Annotated[int, Meta(ge=2, le=1_000_000)] = 50
     alpha: Annotated[float, Meta(gt=0, lt=0.5)] = 0.05
     guardrails: list[GuardrailSpec] = field(default_factory=list)
@@ -107,6 +125,7 @@ class AutomationSettings(Strict):
     retry: RetrySpec = field(default_factory=RetrySpec)
     misfire: MisfireSpec = field(default_factory=MisfireSpec)
     auto_promote: AutoPromoteSpec | None = None
+    metrics: Metrics = field(default_factory=dict)
     assignment_key_path: Annotated[str, Meta(min_length=1, max_length=500)] | None = None
     env: EnvMap = field(default_factory=dict)
     secrets: Secrets = field(default_factory=dict)
@@ -153,6 +172,7 @@ class AutomationPatch(Strict):
     retry: RetrySpec | UnsetType = UNSET
     misfire: MisfireSpec | UnsetType = UNSET
     auto_promote: AutoPromoteSpec | UnsetType | None = UNSET
+    metrics: Metrics | UnsetType = UNSET
     assignment_key_path: Annotated[str, Meta(min_length=1, max_length=500)] | UnsetType | None = (
         UNSET
     )
@@ -212,6 +232,7 @@ class AutomationOut(Struct, omit_defaults=True):
     retry: dict[str, Any]
     misfire: dict[str, Any]
     auto_promote: dict[str, Any] | None
+    metrics: dict[str, Any]
     assignment_key_path: str | None
     env: dict[str, str]
     secrets: list[str]
@@ -244,7 +265,7 @@ class RevisionPage(Struct):
     items: list[RevisionOut]
 
 
-def to_builtins(value: Struct) -> dict[str, Any]:
+def to_builtins(value: Struct | Mapping[str, Struct]) -> dict[str, Any]:
     """A request struct as plain JSON-able data (what the database stores)."""
     result: dict[str, Any] = msgspec.to_builtins(value)
     return result

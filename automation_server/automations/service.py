@@ -115,6 +115,7 @@ class AutomationService:
         )
         rules.check_network(body.network, self._settings.allow_host_network)
         rules.check_assignment_key_path(body.assignment_key_path)
+        metrics = rules.check_metrics(to_builtins(body.metrics))
         trigger = rules.normalise_trigger(body.trigger)
         limits = rules.resolve_limits(body.limits, self._settings.limits)
         timeout_s = rules.resolve_timeout(body.timeout_s, self._settings.limits)
@@ -141,6 +142,7 @@ class AutomationService:
             retry=to_builtins(body.retry),
             misfire=to_builtins(body.misfire),
             auto_promote=to_builtins(body.auto_promote) if body.auto_promote else None,
+            metrics=metrics,
             assignment_key_path=body.assignment_key_path,
             env=dict(body.env),
             webhook_secret=self._box.encrypt(webhook_secret) if webhook_secret else None,
@@ -282,6 +284,7 @@ class AutomationService:
             "retry",
             "misfire",
             "auto_promote",
+            "metrics",
             "assignment_key_path",
             "network",
             "timeout_s",
@@ -303,9 +306,11 @@ class AutomationService:
             changes["limits"] = rules.resolve_limits(changes["limits"], self._settings.limits)
         if "trigger" in changes:
             changes["trigger"] = rules.normalise_trigger(changes["trigger"])
-        for name in ("concurrency", "retry", "misfire", "auto_promote"):
+        for name in ("concurrency", "retry", "misfire", "auto_promote", "metrics"):
             if changes.get(name) is not None:
                 changes[name] = to_builtins(changes[name])
+        if "metrics" in changes:
+            changes["metrics"] = rules.check_metrics(changes["metrics"])
         return changes
 
     def _apply(

@@ -156,6 +156,71 @@ def check_assignment_key_path(path: str | None) -> None:
         ) from None
 
 
+# What a run may report as a metric name (worker/reports.py reads the same rule).
+METRIC_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,99}$")
+
+
+MAX_DECLARED_METRICS = 50
+MAX_UNIT_CHARS = 16
+
+
+def check_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Declared metrics: at most 50, names a run can report, direction ``higher`` or
+    ``lower`` (``success_rate`` is always higher), a unit of at most 16 characters."""
+    if len(metrics) > MAX_DECLARED_METRICS:
+        raise Invalid(
+            f"metrics: {len(metrics)} declared, at most {MAX_DECLARED_METRICS} are allowed",
+            field="metrics",
+            code="invalid_metric",
+        )
+    for name, spec in metrics.items():
+        if spec.get("direction") not in ("higher", "lower"):
+            raise Invalid(
+                f"metrics.{name}.direction: {spec.get('direction')!r} is not 'higher' or 'lower'",
+                field=f"metrics.{name}.direction",
+                code="invalid_metric",
+            )
+        unit = spec.get("unit")
+        if unit is not None and not 1 <= len(unit) <= MAX_UNIT_CHARS:
+            raise Invalid(
+                f"metrics.{name}.unit: {len(unit)} characters, it must have 1 to {MAX_UNIT_CHARS}",
+                field=f"metrics.{name}.unit",
+                code="invalid_metric",
+            )
+        if not METRIC_NAME.match(name):
+            raise Invalid(
+                f"metrics: {name!r} is not a metric name a run can report "
+                f"(it must match {METRIC_NAME.pattern})",
+                field=f"metrics.{name}",
+                code="invalid_metric",
+            )
+        if name == "success_rate" and spec.get("direction") != "higher":
+            raise Invalid(
+                "metrics.success_rate: the success rate is always better higher",
+                field="metrics.success_rate.direction",
+                code="invalid_metric",
+            )
+    return {
+        name: {k: v for k, v in spec.items() if v is not None} for name, spec in metrics.items()
+    }
+
+
+def effective_policy(policy: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """``auto_promote`` with each direction filled in: its own, else the metric's declared
+    one, else higher (the success rate is always higher)."""
+
+    def direction(metric: str, given: str | None) -> str:
+        return given or str((metrics.get(metric) or {}).get("direction") or "higher")
+
+    out = dict(policy)
+    out["direction"] = direction(str(policy.get("metric")), policy.get("direction"))
+    out["guardrails"] = [
+        {**rail, "direction": direction(str(rail.get("metric")), rail.get("direction"))}
+        for rail in policy.get("guardrails") or []
+    ]
+    return out
+
+
 def resolve_limits(spec: LimitsSpec, settings: LimitSettings) -> dict[str, int]:
     """The run limits with server defaults filled in, refused above the server maximum."""
     result: dict[str, int] = {}

@@ -84,6 +84,7 @@ def automation_out(session: Session, row: Automation) -> AutomationOut:
         retry=dict(row.retry),
         misfire=dict(row.misfire),
         auto_promote=dict(row.auto_promote) if row.auto_promote else None,
+        metrics=dict(row.metrics or {}),
         assignment_key_path=row.assignment_key_path,
         env=dict(row.env),
         secrets=list(secret_names),

@@ -129,6 +129,8 @@ class Automation(Base):
     retry: Mapped[dict[str, Any]]
     misfire: Mapped[dict[str, Any]]
     auto_promote: Mapped[dict[str, Any] | None]
+    # Declared metrics: {"latency_ms": {"direction": "lower", "unit": "ms"}}.
+    metrics: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
     assignment_key_path: Mapped[str | None] = mapped_column(String(500))
     env: Mapped[dict[str, Any]]
     webhook_secret: Mapped[str | None] = mapped_column(Text)  # encrypted

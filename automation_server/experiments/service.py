@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from automation_server.db.engine import Database
 from automation_server.db.models import (
+    Automation,
     ExperimentDurationBucket,
     ExperimentMetricRollup,
     ExperimentRollup,
@@ -24,7 +25,14 @@ from automation_server.db.models import (
 )
 from automation_server.errors import BadRequest, Invalid, NotFound
 from automation_server.experiments import stats
-from automation_server.experiments.comparisons import ALPHA, comparison, variant_item
+from automation_server.experiments.comparisons import (
+    ALPHA,
+    Declared,
+    adjust_for_many,
+    comparison,
+    metric_facts,
+    variant_item,
+)
 from automation_server.experiments.policy import ArmStats
 from automation_server.experiments.scope import methods_for, scope, variant_order
 from automation_server.experiments.timeseries import ExperimentTimeseries
@@ -117,6 +125,7 @@ class ExperimentService:
             metrics = self._metric_rows(session, caller, experiment_id, by, methods)
             durations = self._duration_rows(session, caller, experiment_id, by, methods)
             srm = self._srm(session, caller.org_id, experiment_id)
+            declared = self.declared_metrics(session, caller.org_id, experiment_id)
         names = sorted({v for _, v in groups}, key=lambda v: (order.get(v, len(order)), v))
         control = control or names[0]
         if control not in names:
@@ -125,13 +134,16 @@ class ExperimentService:
                 field="control",
                 code="unknown_variant",
             )
-        items = self._items(groups, metrics, durations, names, control, by)
+        items = self._items(groups, metrics, durations, names, control, by, declared)
+        reported = {name for by_name in metrics.values() for name in by_name}
         return {
             "experiment_id": experiment_id,
             "by": by,
             "control": control,
             "include_forced": include_forced,
+            "metrics": metric_facts(declared, reported),
             "variants": items,
+            "multiple_comparisons": adjust_for_many(items),
             "srm": srm,
             "srm_flagged": any(s["flagged"] for s in srm),
             "always_valid": {
@@ -142,6 +154,19 @@ class ExperimentService:
                 "narrowest at 100 runs per variant; each comparison states its tau2",
             },
         }
+
+    def declared_metrics(self, session: Session, org_id: str, experiment_id: str) -> Declared:
+        """The metrics declared by the experiment's automations (the most recently updated
+        automation wins where two declare one metric differently)."""
+        rows = session.execute(
+            select(Automation.metrics)
+            .where(Automation.org_id == org_id, Automation.experiment_id == experiment_id)
+            .order_by(Automation.updated_at)
+        ).all()
+        declared: Declared = {}
+        for (metrics,) in rows:
+            declared.update(metrics or {})
+        return declared
 
     def _group_col(self, model: Any, by: str) -> list[Any]:
         return [model.revision, model.variant] if by == "revision" else [model.variant]
@@ -242,6 +267,7 @@ class ExperimentService:
         names: list[str],
         control: str,
         by: str,
+        declared: Declared,
     ) -> list[dict[str, Any]]:
         revisions = sorted({rev for rev, _ in groups}, key=lambda r: r or 0)
         items = []
@@ -252,11 +278,15 @@ class ExperimentService:
                 if key not in groups:
                     continue
                 item = variant_item(
-                    key, groups[key], metrics.get(key, {}), durations.get(key, {}), by
+                    key, groups[key], metrics.get(key, {}), durations.get(key, {}), by, declared
                 )
                 if name != control and base in groups:
                     item["vs_control"] = comparison(
-                        groups[base], groups[key], metrics.get(base, {}), metrics.get(key, {})
+                        groups[base],
+                        groups[key],
+                        metrics.get(base, {}),
+                        metrics.get(key, {}),
+                        declared,
                     )
                 items.append(item)
         return items

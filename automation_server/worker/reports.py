@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from automation_server.automations.validation import storable_problem
+from automation_server.automations.validation import METRIC_NAME, storable_problem
 
 REPORT_FILE = "report.jsonl"
-NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,99}$")
+NAME = METRIC_NAME
 MAX_REPORT_BYTES = 1_048_576
 MAX_METRICS = 200
 MAX_OUTPUTS = 200

@@ -42,8 +42,10 @@ from automation_sdk.deploy import (
     VariantSource,
     check_names,
     deploy,
+    parse_metric,
     parse_variant,
 )
+from automation_sdk.render_experiment import experiment_view
 
 # ---- the commands ----------------------------------------------------------------
 
@@ -115,6 +117,13 @@ def pack_cmd(ctx: click.Context, directory: Path, output: Path | None) -> None:
     metavar="S",
     help="Stop a run after S seconds (timed_out).",
 )
+@click.option(
+    "--metric",
+    "metrics",
+    multiple=True,
+    metavar="NAME=higher|lower[:UNIT]",
+    help="Declare which way a reported metric is better (repeat), e.g. latency_ms=lower:ms.",
+)
 @global_options()
 @click.pass_context
 def deploy_cmd(
@@ -132,9 +141,17 @@ def deploy_cmd(
     env: tuple[str, ...],
     secret: tuple[str, ...],
     timeout_s: int | None,
+    metrics: tuple[str, ...],
 ) -> None:
-    """Create or update automation NAME from directories, uploading only what changed."""
+    """Create or update automation NAME from directories, uploading only what changed.
+
+    \b
+      automation deploy ab-script --experiment ab-script-latency \\
+        --variant control=examples/ab-script/control:50 \\
+        --variant fast=examples/ab-script/fast:50 --metric latency_ms=lower:ms
+    """
     sources = _variant_sources(directory, variants)
+    declared = _metric_declarations(metrics)
     trigger = _trigger(cron, timezone, interval, webhook, manual)
     argv = shlex.split(entrypoint) if entrypoint is not None else None
     options = opts(ctx)
@@ -159,12 +176,22 @@ def deploy_cmd(
             env=key_values(env, "--env"),
             secrets=key_values(secret, "--secret"),
             timeout_s=timeout_s,
+            metrics=declared,
             events=_ProgressEvents(progress),
         )
     if options.json:
         emit_json(result.automation)
         return
     _report_deploy(options, result)
+
+
+def _metric_declarations(specs: tuple[str, ...]) -> dict[str, dict[str, str]] | None:
+    if not specs:
+        return None
+    try:
+        return dict(parse_metric(spec) for spec in specs)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--metric") from None
 
 
 def _variant_sources(directory: str | None, variants: tuple[str, ...]) -> list[VariantSource]:
@@ -411,12 +438,11 @@ def experiment_cmd(
     if include_forced:
         params["include_forced"] = True
     client = options.client(ctx)
-    summary = client.experiment(experiment_id, **params)
     if options.json:
-        emit_json(summary)
+        emit_json(client.experiment(experiment_id, **params))
         return
     out = options.out()
-    out.print(render.experiment_view(summary))
+    out.print(experiment_view(client.experiment_summary(experiment_id, **params)))
     for automation_id in _automations_of(client, experiment_id):
         try:
             auto = client.get_automation(automation_id)

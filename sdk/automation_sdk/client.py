@@ -29,6 +29,7 @@ import msgspec
 
 from automation_sdk import errors
 from automation_sdk.models import Automation, Decision, Page, Revision, Run, Upload
+from automation_sdk.summary import ExperimentSummary
 
 T = TypeVar("T")
 
@@ -262,6 +263,12 @@ class Client:
         query = {k: _query_value(v) for k, v in params.items() if v is not None}
         data = self._json("GET", f"/v1/experiments/{experiment_id}", params=query)
         return dict(data)
+
+    def experiment_summary(self, experiment_id: str, **params: Any) -> ExperimentSummary:
+        """:meth:`experiment` decoded into typed records (what the CLI renders)."""
+        query = {k: _query_value(v) for k, v in params.items() if v is not None}
+        response = self._request("GET", f"/v1/experiments/{experiment_id}", params=query)
+        return _decode(response, ExperimentSummary)
 
     def timeseries(self, experiment_id: str, metric: str, bucket: str = "1h") -> dict[str, Any]:
         """Per-variant series of ``metric`` in buckets of 1m, 5m, 15m, 1h, 6h or 1d."""

@@ -12,8 +12,9 @@ What a deploy controls, and what it leaves alone when not given:
 - the variants: exactly those listed, in that order (variants not listed are
   removed; their runs stay). A weight not given is 1 for a new variant and
   unchanged for an existing one. ``entrypoint`` (all variants) likewise.
-- ``experiment_id``, ``trigger``, ``env`` (the whole map), ``timeout_s``:
-  changed when given and different.
+- ``experiment_id``, ``trigger``, ``env`` (the whole map), ``timeout_s``,
+  ``metrics`` (the whole map of declared metrics): changed when given and
+  different.
 - ``secrets``: sent whenever given (the server never shows values, so a
   client cannot tell whether they changed); setting secrets makes no revision.
 """
@@ -108,6 +109,7 @@ def deploy(
     env: dict[str, str] | None = None,
     secrets: dict[str, str] | None = None,
     timeout_s: int | None = None,
+    metrics: dict[str, dict[str, Any]] | None = None,
     events: DeployEvents | None = None,
 ) -> DeployResult:
     """Create or update the automation ``name`` so its variants run these directories."""
@@ -122,12 +124,17 @@ def deploy(
             "variants": [_new_variant(p, uploader.ref(p), entrypoint) for p in packed],
         }
         extra: dict[str, Any] = {"experiment_id": experiment_id, "trigger": trigger, "env": env}
-        extra |= {"secrets": secrets, "timeout_s": timeout_s}
+        extra |= {"secrets": secrets, "timeout_s": timeout_s, "metrics": metrics}
         body.update({k: v for k, v in extra.items() if v is not None})
         created = client.create_automation(**body)
         return DeployResult(created, True, None, uploader.done)
     patch = _variant_patch(current, packed, uploader, entrypoint)
-    wanted: dict[str, Any] = {"experiment_id": experiment_id, "env": env, "timeout_s": timeout_s}
+    wanted: dict[str, Any] = {
+        "experiment_id": experiment_id,
+        "env": env,
+        "timeout_s": timeout_s,
+        "metrics": metrics,
+    }
     for key, value in wanted.items():
         if value is not None and getattr(current, key) != value:
             patch[key] = value
@@ -204,3 +211,12 @@ def _variant_patch(
         changed = changed or len(entry) > 1
         entries.append(entry)
     return {"variants": entries} if changed else {}
+
+
+def parse_metric(spec: str) -> tuple[str, dict[str, str]]:
+    """``NAME=DIRECTION[:UNIT]`` (``latency_ms=lower:ms``) as a metric declaration."""
+    name, sep, rest = spec.partition("=")
+    direction, _, unit = rest.partition(":")
+    if not sep or not name or direction not in ("higher", "lower"):
+        raise ValueError(f"{spec!r}: use NAME=higher|lower[:UNIT], e.g. latency_ms=lower:ms")
+    return name, {"direction": direction, **({"unit": unit} if unit else {})}

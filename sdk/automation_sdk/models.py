@@ -81,6 +81,8 @@ class Automation(Model, kw_only=True):
     retry: dict[str, Any] = field(default_factory=dict)
     misfire: dict[str, Any] = field(default_factory=dict)
     auto_promote: dict[str, Any] | None = None
+    #: Declared metrics: {"latency_ms": {"direction": "lower", "unit": "ms"}}.
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     assignment_key_path: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     secrets: list[str] = field(default_factory=list)

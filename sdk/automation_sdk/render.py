@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any
 
-from rich.console import Group, RenderableType
+from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -172,135 +171,3 @@ def automation_summary(auto: Automation) -> RenderableType:
 #    "srm": {"flagged": false, "p_value": 0.41}}
 #
 # With ?by=revision: {"revisions": [{"revision": 3, "variants": [...], "srm": {...}}]}.
-
-_KEYS: dict[str, tuple[str, ...]] = {
-    "variant": ("variant", "name"),
-    "runs": ("runs", "assigned", "runs_assigned"),
-    "by_status": ("by_status", "finished", "statuses", "status_counts"),
-    "success": ("success_rate", "success"),
-    "rate": ("rate", "value", "estimate", "mean"),
-    "interval": ("interval", "ci", "wilson", "t_interval"),
-    "duration": ("duration_ms", "duration"),
-    "vs": ("vs_control", "versus_control", "comparison", "vs"),
-    "diff": ("difference", "diff", "welch"),
-    "prob": ("prob_better", "p_better", "probability_better", "prob_beats_control"),
-    "srm": ("srm", "sample_ratio_mismatch"),
-}
-
-
-def _pick(data: Any, key: str) -> Any:
-    if not isinstance(data, Mapping):
-        return None
-    return next((data[k] for k in _KEYS[key] if k in data), None)
-
-
-def _num(value: Any, pct: bool = False) -> str:
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return "-"
-    return f"{value * 100:.1f}%" if pct else f"{value:.4g}"
-
-
-def _interval(value: Any, pct: bool = False) -> str:
-    if isinstance(value, Mapping):
-        value = [value.get("low"), value.get("high")]
-    if isinstance(value, list | tuple) and len(value) == 2:
-        return f"[{_num(value[0], pct)}, {_num(value[1], pct)}]"
-    return ""
-
-
-def _estimate(stat: Any, pct: bool = False) -> str:
-    """``value [low, high]`` from a stat object (or a bare number)."""
-    if isinstance(stat, int | float) and not isinstance(stat, bool):
-        return _num(stat, pct)
-    text = _num(_pick(stat, "rate"), pct)
-    bounds = _interval(_pick(stat, "interval"), pct)
-    return f"{text} {bounds}".strip()
-
-
-def _comparison(stat: Any, pct: bool = False) -> tuple[str, str]:
-    """(difference with interval, P(better)) against the control."""
-    if not isinstance(stat, Mapping):
-        return "-", "-"
-    diff = _pick(stat, "diff")
-    prob = _pick(stat, "prob")
-    return (_estimate(diff, pct) if diff is not None else "-"), _num(prob, pct=True)
-
-
-def experiment_view(summary: Mapping[str, Any]) -> RenderableType:
-    """The summary as tables: outcomes per variant, one table per metric, the SRM flag."""
-    periods = summary.get("revisions")
-    if isinstance(periods, list) and periods:
-        parts: list[RenderableType] = []
-        for period in periods:
-            label = f"revision {period.get('revision', '?')}"
-            parts.append(_experiment_period(period, summary, label))
-        return Group(*parts)
-    return _experiment_period(summary, summary, str(summary.get("experiment_id", "")))
-
-
-def _experiment_period(
-    period: Mapping[str, Any], summary: Mapping[str, Any], label: str
-) -> RenderableType:
-    variants = [v for v in period.get("variants") or [] if isinstance(v, Mapping)]
-    control = summary.get("control") or (_pick(variants[0], "variant") if variants else None)
-    parts: list[RenderableType] = [_outcomes_table(variants, label, control)]
-    metric_names = sorted({m for v in variants for m in (v.get("metrics") or {})})
-    parts.extend(_metric_table(variants, name, control) for name in metric_names)
-    parts.append(_srm_line(_pick(period, "srm") or _pick(summary, "srm")))
-    return Group(*parts)
-
-
-def _outcomes_table(variants: list[Mapping[str, Any]], label: str, control: Any) -> Table:
-    table = Table(title=f"Experiment {label}  (control: {control})", title_justify="left")
-    for name in ("variant", "runs", "by status", "platform failures", "success rate [95% CI]"):
-        table.add_column(name)
-    table.add_column("vs control [95% CI]")
-    table.add_column("P(better)", justify="right")
-    table.add_column("p50", justify="right")
-    table.add_column("p95", justify="right")
-    for v in variants:
-        statuses = _pick(v, "by_status") or {}
-        counts = ", ".join(f"{k} {n}" for k, n in sorted(statuses.items()) if n)
-        diff, prob = _comparison(_pick(_pick(v, "vs"), "success"), pct=True)
-        durations = _pick(v, "duration") or {}
-        table.add_row(
-            str(_pick(v, "variant")),
-            str(_pick(v, "runs") if _pick(v, "runs") is not None else "-"),
-            counts or "-",
-            str(v.get("infrastructure_failures", "-")),
-            _estimate(_pick(v, "success"), pct=True) or "-",
-            diff,
-            prob,
-            duration(durations.get("p50")),
-            duration(durations.get("p95")),
-        )
-    return table
-
-
-def _metric_table(variants: list[Mapping[str, Any]], metric: str, control: Any) -> Table:
-    table = Table(title=f"metric {metric}", title_justify="left")
-    table.add_column("variant")
-    table.add_column("n", justify="right")
-    table.add_column("mean [95% CI]")
-    table.add_column(f"vs {control} [95% CI]")
-    table.add_column("P(better)", justify="right")
-    for v in variants:
-        stat = (v.get("metrics") or {}).get(metric) or {}
-        versus = (_pick(v, "vs") or {}).get("metrics") or {}
-        diff, prob = _comparison(versus.get(metric))
-        count = stat.get("count") if isinstance(stat, Mapping) else None
-        table.add_row(str(_pick(v, "variant")), str(count or 0), _estimate(stat) or "-", diff, prob)
-    return table
-
-
-def _srm_line(srm: Any) -> Text:
-    if not isinstance(srm, Mapping):
-        return Text("sample ratio mismatch: not computed")
-    p_value = _num(srm.get("p_value"))
-    if srm.get("flagged"):
-        return Text(
-            f"sample ratio mismatch: FLAGGED (p = {p_value}): the split does not follow "
-            "the weights; check assignment before trusting these numbers",
-            style="bold red",
-        )
-    return Text(f"sample ratio mismatch: not flagged (p = {p_value})", style="green")

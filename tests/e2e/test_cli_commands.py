@@ -197,6 +197,30 @@ def test_deploy_usage_errors_exit_2(cli: Any, tmp_path: Path) -> None:
     assert twice.exit_code == 2 and "unique" in twice.stderr
 
 
+def test_deploy_declares_metric_directions_and_changes_them_only_when_different(
+    cli: Any, api: Client, tmp_path: Path
+) -> None:
+    src = _code(tmp_path, "src", "pass\n")
+    name = _name()
+    args = ["deploy", name, str(src), "--metric", "latency_ms=lower:ms", "--metric", "score=higher"]
+    assert cli(*args).exit_code == 0
+    auto = api.find_automation(name)
+    assert auto is not None
+    assert auto.metrics == {
+        "latency_ms": {"direction": "lower", "unit": "ms"},
+        "score": {"direction": "higher"},
+    }
+    again = cli(*args)
+    assert again.exit_code == 0 and "up to date" in again.stdout
+    flipped = cli("deploy", name, str(src), "--metric", "latency_ms=higher")
+    assert flipped.exit_code == 0
+    assert api.get_automation(auto.id).metrics == {"latency_ms": {"direction": "higher"}}
+    bad = cli("deploy", name, str(src), "--metric", "latency_ms=sideways")
+    assert bad.exit_code == 2 and "NAME=higher|lower[:UNIT]" in bad.stderr
+    refused = cli("deploy", name, str(src), "--metric", f"latency_ms=lower:{'u' * 17}")
+    assert refused.exit_code == 1 and "metrics.latency_ms.unit" in refused.stderr
+
+
 # ---- dispatch, runs, logs, list ----------------------------------------------------
 
 

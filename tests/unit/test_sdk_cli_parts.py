@@ -1,13 +1,16 @@
-"""Pieces of the CLI that need no server: variant specs and the experiment table."""
+"""Pieces of the CLI that need no server: variant specs and the experiment view's decoding
+(the view against a real server's summaries: tests/integration/test_experiment_readings.py)."""
 
 from __future__ import annotations
 
 import io
 from pathlib import Path
 
+import msgspec
 import pytest
 from automation_sdk.deploy import VariantSource, parse_variant
-from automation_sdk.render import experiment_view
+from automation_sdk.render_experiment import experiment_view
+from automation_sdk.summary import ExperimentSummary
 from rich.console import Console
 
 
@@ -32,66 +35,20 @@ def test_parse_variant_rejects(spec: str) -> None:
         parse_variant(spec)
 
 
-SUMMARY = {
-    "experiment_id": "exp-1",
-    "control": "control",
-    "variants": [
-        {
-            "variant": "control",
-            "runs": 100,
-            "by_status": {"succeeded": 80, "failed": 20},
-            "success_rate": {"rate": 0.8, "interval": [0.71, 0.87]},
-            "duration_ms": {"p50": 812, "p95": 1500},
-            "metrics": {"score": {"count": 80, "mean": 0.5, "interval": [0.45, 0.55]}},
-            "vs_control": None,
-        },
-        {
-            "variant": "fast",
-            "runs": 98,
-            "by_status": {"succeeded": 90, "timed_out": 8},
-            "success_rate": {"rate": 0.918, "interval": [0.84, 0.96]},
-            "duration_ms": {"p50": 400, "p95": 900},
-            "metrics": {"score": {"count": 90, "mean": 0.7, "interval": [0.66, 0.74]}},
-            "vs_control": {
-                "success_rate": {
-                    "difference": {"estimate": 0.118, "interval": [0.02, 0.21]},
-                    "prob_better": 0.993,
-                },
-                "metrics": {
-                    "score": {
-                        "difference": {"estimate": 0.2, "interval": [0.14, 0.26]},
-                        "prob_better": 0.9999,
-                    }
-                },
-            },
-        },
-    ],
-    "srm": {"flagged": True, "p_value": 0.0002},
-}
-
-
-def _text(summary: dict) -> str:
-    console = Console(width=200, record=True, file=io.StringIO())
-    console.print(experiment_view(summary))
-    return console.export_text()
-
-
-def test_experiment_view_shows_rates_intervals_comparisons_and_srm() -> None:
-    text = _text(SUMMARY)
-    assert "91.8% [84.0%, 96.0%]" in text  # success rate with its Wilson interval
-    assert "11.8% [2.0%, 21.0%]" in text and "99.3%" in text  # vs control, P(better)
-    assert "0.7 [0.66, 0.74]" in text and "0.2 [0.14, 0.26]" in text  # metric mean, diff
-    assert "812 ms" in text and "1.5 s" in text  # p50, p95
-    assert "FLAGGED" in text
-
-
-def test_experiment_view_by_revision_and_sparse_data() -> None:
-    periods = {
+def test_an_older_servers_summary_without_the_new_fields_still_decodes_and_renders() -> None:
+    """A server from before directions and Holm: fields default, the view still renders."""
+    body = {
         "experiment_id": "e",
-        "revisions": [
-            {"revision": 1, "variants": SUMMARY["variants"], "srm": {"flagged": False}},
-            {"revision": 2, "variants": [{"variant": "control", "runs": 0}]},
+        "control": "control",
+        "variants": [
+            {"variant": "control", "runs_assigned": 3, "runs_finished": {"succeeded": 3}},
+            {"variant": "b", "runs_assigned": 0},
         ],
     }
-    text = _text(periods)
-    assert "revision 1" in text and "revision 2" in text and "not flagged" in text
+    summary = msgspec.convert(body, ExperimentSummary)
+    assert summary.metrics == {} and summary.multiple_comparisons is None
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(experiment_view(summary))
+    text = console.export_text()
+    assert "3 succeeded" in text and "none finished" in text
+    assert "no randomly assigned runs yet" in text

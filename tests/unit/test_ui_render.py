@@ -51,6 +51,7 @@ def automation(**overrides: Any) -> AutomationOut:
         "retry": {},
         "misfire": {},
         "auto_promote": None,
+        "metrics": {},
         "assignment_key_path": None,
         "env": {},
         "secrets": ["API_TOKEN"],
@@ -93,10 +94,12 @@ def summary(*, srm_flagged: bool = False, metric: str = "score") -> dict[str, An
                 "estimate": estimate,
                 "interval": [estimate - 0.05, estimate + 0.05],
                 "p_value": 0.0123,
+                "adjusted_p_value": 0.0246,
             },
             "always_valid": {"interval": [estimate - 0.09, estimate + 0.09], "tau2": 0.002},
             "prob_better": prob,
             "prob_better_method": "normal approximation",
+            "direction": "higher",
         }
 
     versus = {"success_rate": cmp(0.041, 0.973), "metrics": {metric: cmp(0.12, 0.9995)}}
@@ -118,6 +121,8 @@ def summary(*, srm_flagged: bool = False, metric: str = "score") -> dict[str, An
         ],
         "srm_flagged": srm_flagged,
         "always_valid": {"method": "mSPRT", "tuning": "tau2 per comparison"},
+        "metrics": {metric: {"direction": "higher", "unit": None}},
+        "multiple_comparisons": {"method": "holm", "comparisons": 2},
     }
 
 
@@ -157,12 +162,23 @@ def test_experiment_page_shows_intervals_differences_and_a_chart_per_metric() ->
     assert "+4.1 pp [−0.9, +9.1]" in html  # rate difference in percentage points
     assert "97.3%" in html and "&gt;99.9%" in html  # P(better)
     assert "+0.12 [+0.03, +0.21]" in html  # always-valid interval of the metric
-    assert "0.012" in html  # Welch p-value
+    assert "0.012" in html and "0.025" in html  # Welch p-value and Holm's adjustment
+    assert html.count('data-reading="better"') == 2  # P(better) 97.3% and >99.9%
     svg = re.search(r'<figure class="chart" data-chart="metric:score">.*?</figure>', html, re.S)
     assert svg is not None
     assert len(re.findall(r'<path class="series"', svg.group(0))) == 2
     assert 'id="srm-warning"' not in html
     assert html.count('action="/ui/automations/0193b6c0-0000-7000-8000-000000000001/promote"') == 2
+
+
+def test_a_lower_is_better_metric_is_labelled_and_a_low_p_better_reads_worse() -> None:
+    body = summary(metric="latency_ms")
+    body["metrics"]["latency_ms"] = {"direction": "lower", "unit": "ms"}
+    versus = body["variants"][1]["vs_control"]
+    versus["metrics"]["latency_ms"].update(direction="lower", prob_better=0.01)
+    html = experiment_page(summary=body, metrics=["latency_ms"], charts=[])
+    assert "latency_ms (ms), lower is better" in html
+    assert html.count('data-reading="worse"') == 1
 
 
 def test_flagged_sample_ratio_mismatch_is_a_warning_with_the_counts() -> None:

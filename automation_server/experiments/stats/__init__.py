@@ -15,6 +15,7 @@ error and gives ``None``.
 - :mod:`.probability`: P(variant beats control)
 - :mod:`.msprt`: always-valid intervals
 - :mod:`.srm`: sample-ratio mismatch
+- :mod:`.multiple`: Holm's adjustment over many comparisons
 """
 
 from automation_server.experiments.stats.intervals import (
@@ -31,6 +32,7 @@ from automation_server.experiments.stats.msprt import (
     msprt_interval,
     optimal_tau2_ratio,
 )
+from automation_server.experiments.stats.multiple import holm_adjust
 from automation_server.experiments.stats.probability import (
     prob_beats_control_mean,
     prob_beats_control_rate,
@@ -45,6 +47,7 @@ __all__ = [
     "MsprtTuning",
     "SrmResult",
     "default_tau2",
+    "holm_adjust",
     "msprt_interval",
     "optimal_tau2_ratio",
     "prob_beats_control_mean",
