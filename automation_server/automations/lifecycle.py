@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from automation_server.automations import validation as rules
+from automation_server.automations.bandit import plan_reweight, seed_for
 from automation_server.automations.schemas import (
     AutomationOut,
     CloneRequest,
@@ -46,6 +47,13 @@ from automation_server.storage.blobs import BlobService
 log = get_logger("lifecycle")
 
 AUTO_ACTOR = "system:auto-promote"
+BANDIT_ACTOR = "system:bandit"
+
+
+def _has_policy(row: Automation) -> bool:
+    """Something to evaluate after each run: champion/challenger or a bandit."""
+    bandit = (row.allocation or {}).get("mode") == "bandit"
+    return bool(row.experiment_id) and (bool(row.auto_promote) or bandit)
 
 
 def _find(drafts: list[VariantDraft], name: str, field: str) -> VariantDraft:
@@ -191,6 +199,7 @@ class VariantLifecycle:
         before = snapshot(session, row)
         drafts = live_drafts(session, row.id)
         row.champion = variant
+        row.allocation = {"mode": "fixed"}  # a champion ends the bandit
         new_revision(session, row, promoted(drafts, variant), actor, f"promoted '{variant}'")
         self._record(session, row, "promote", variant, reason, automatic, actor, summary, before)
 
@@ -292,10 +301,10 @@ class VariantLifecycle:
     # ---- automatic champion/challenger ------------------------------------------
 
     def evaluate(self, automation_id: str) -> Verdict | None:
-        """Apply the automation's ``auto_promote`` policy after a run finished."""
+        """After a run finished: apply the ``auto_promote`` policy, then the bandit."""
         with self._db.read() as session:
             quick = session.get(Automation, automation_id)
-            if quick is None or not quick.auto_promote or not quick.experiment_id:
+            if quick is None or not _has_policy(quick):
                 return None
             org_id = quick.org_id
         summary = self._summary(org_id, automation_id)
@@ -303,24 +312,71 @@ class VariantLifecycle:
             row = session.scalars(
                 select(Automation).where(Automation.id == automation_id).with_for_update()
             ).one()
-            if not row.auto_promote or not row.experiment_id or row.deleted_at is not None:
+            if not _has_policy(row) or row.deleted_at is not None:
                 return None
-            verdict = self._verdict(session, row)
-            if verdict.action == "promote" and verdict.variant:
-                self._promote_in(
-                    session,
-                    row,
-                    verdict.variant,
-                    verdict.reason,
-                    automatic=True,
-                    actor=AUTO_ACTOR,
-                    summary=summary,
-                )
-            elif verdict.action == "rollback" and verdict.variant:
-                self._rollback_in(
-                    session, row, verdict.variant, verdict.reason, actor=AUTO_ACTOR, summary=summary
-                )
+            verdict = self._apply_policy(session, row, summary)
+            if row.allocation.get("mode") == "bandit":
+                self._reweight_in(session, row, summary)
             return verdict
+
+    def _reweight_in(self, session: Session, row: Automation, summary: Any) -> None:
+        """Set the weights from the bandit once ``every_runs`` outcomes came in."""
+        allocation, experiment_id = row.allocation, str(row.experiment_id)
+        done = self._experiments.random_outcomes(
+            session, row.org_id, experiment_id, row.id, row.revision
+        )
+        if done < int(allocation["every_runs"]):
+            return
+        _, srm_flagged = self._experiments.revision_arms(
+            session, row.org_id, experiment_id, row.id, row.revision
+        )
+        if srm_flagged:
+            log.warning("bandit.held", automation_id=row.id, reason="sample ratio mismatch")
+            return
+        arms = self._experiments.automation_arms(session, row.org_id, experiment_id, row.id)
+        plan = plan_reweight(
+            allocation,
+            row.metrics or {},
+            live_drafts(session, row.id),
+            arms,
+            seed_for(row.id, row.revision),
+        )
+        before = snapshot(session, row)
+        new_revision(session, row, plan.drafts, BANDIT_ACTOR, "reweighted by the bandit")
+        with_bandit = {**(summary or {}), "bandit": plan.facts}
+        self._record(
+            session,
+            row,
+            "reweight",
+            plan.best,
+            plan.reason,
+            True,
+            BANDIT_ACTOR,
+            with_bandit,
+            before,
+        )
+
+    def _apply_policy(
+        self, session: Session, row: Automation, summary: dict[str, Any] | None
+    ) -> Verdict | None:
+        if not row.auto_promote:
+            return None
+        verdict = self._verdict(session, row)
+        if verdict.action == "promote" and verdict.variant:
+            self._promote_in(
+                session,
+                row,
+                verdict.variant,
+                verdict.reason,
+                automatic=True,
+                actor=AUTO_ACTOR,
+                summary=summary,
+            )
+        elif verdict.action == "rollback" and verdict.variant:
+            self._rollback_in(
+                session, row, verdict.variant, verdict.reason, actor=AUTO_ACTOR, summary=summary
+            )
+        return verdict
 
     def _verdict(self, session: Session, row: Automation) -> Verdict:
         drafts = live_drafts(session, row.id)

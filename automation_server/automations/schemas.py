@@ -91,6 +91,16 @@ class MetricSpec(Strict):
 Metrics = dict[str, MetricSpec]
 
 
+class AllocationSpec(Strict):
+    """``fixed`` (weights as set) or ``bandit`` (Thompson sampling sets them). Ranges and
+    the metric are checked by ``check_allocation`` (422)."""
+
+    mode: str = "fixed"
+    metric: str | None = None
+    every_runs: int | None = None
+    min_weight: int | None = None
+
+
 class GuardrailSpec(Strict):
     metric: MetricName
     max_regression: Annotated[float, Meta(ge=0)]
@@ -126,6 +136,7 @@ class AutomationSettings(Strict):
     misfire: MisfireSpec = field(default_factory=MisfireSpec)
     auto_promote: AutoPromoteSpec | None = None
     metrics: Metrics = field(default_factory=dict)
+    allocation: AllocationSpec = field(default_factory=AllocationSpec)
     assignment_key_path: Annotated[str, Meta(min_length=1, max_length=500)] | None = None
     env: EnvMap = field(default_factory=dict)
     secrets: Secrets = field(default_factory=dict)
@@ -173,6 +184,7 @@ class AutomationPatch(Strict):
     misfire: MisfireSpec | UnsetType = UNSET
     auto_promote: AutoPromoteSpec | UnsetType | None = UNSET
     metrics: Metrics | UnsetType = UNSET
+    allocation: AllocationSpec | UnsetType = UNSET
     assignment_key_path: Annotated[str, Meta(min_length=1, max_length=500)] | UnsetType | None = (
         UNSET
     )
@@ -233,6 +245,7 @@ class AutomationOut(Struct, omit_defaults=True):
     misfire: dict[str, Any]
     auto_promote: dict[str, Any] | None
     metrics: dict[str, Any]
+    allocation: dict[str, Any]
     assignment_key_path: str | None
     env: dict[str, str]
     secrets: list[str]

@@ -116,6 +116,7 @@ class AutomationService:
         rules.check_network(body.network, self._settings.allow_host_network)
         rules.check_assignment_key_path(body.assignment_key_path)
         metrics = rules.check_metrics(to_builtins(body.metrics))
+        allocation = rules.check_allocation(to_builtins(body.allocation), metrics, len(drafts))
         trigger = rules.normalise_trigger(body.trigger)
         limits = rules.resolve_limits(body.limits, self._settings.limits)
         timeout_s = rules.resolve_timeout(body.timeout_s, self._settings.limits)
@@ -143,6 +144,7 @@ class AutomationService:
             misfire=to_builtins(body.misfire),
             auto_promote=to_builtins(body.auto_promote) if body.auto_promote else None,
             metrics=metrics,
+            allocation=allocation,
             assignment_key_path=body.assignment_key_path,
             env=dict(body.env),
             webhook_secret=self._box.encrypt(webhook_secret) if webhook_secret else None,
@@ -247,6 +249,7 @@ class AutomationService:
                 code="unknown_variant",
             )
         changes = self._scalar_changes(patch)
+        changes["allocation"] = self._allocation_after(current, patch, changes, len(drafts))
         drafts, environments = self._drafts.resolve_environments(drafts, old)
         try:
             with self._db.write() as session:
@@ -273,6 +276,17 @@ class AutomationService:
         except IntegrityError as exc:
             raise self._conflict(changes.get("name", current.name)) from exc
         return self.get(caller, automation_id)
+
+    def _allocation_after(
+        self, current: Automation, patch: AutomationPatch, changes: dict[str, Any], variants: int
+    ) -> dict[str, Any]:
+        """The allocation once the patch applies, checked against the patched metrics and
+        variants; a champion set by hand ends a bandit (the champion gets all traffic)."""
+        if patch.champion not in (UNSET, None):
+            return {"mode": "fixed"}
+        spec = current.allocation if patch.allocation is UNSET else to_builtins(patch.allocation)
+        metrics = changes.get("metrics", current.metrics or {})
+        return rules.check_allocation(spec, metrics, variants)
 
     def _scalar_changes(self, patch: AutomationPatch) -> dict[str, Any]:
         """Validated new values of the plain fields present in the patch."""

@@ -205,6 +205,50 @@ def check_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+BANDIT_DEFAULTS = {"metric": "success_rate", "every_runs": 50, "min_weight": 100}
+EVERY_RUNS = (10, 100_000)
+MIN_WEIGHT = (0, 10_000)
+
+
+def check_allocation(
+    spec: Mapping[str, Any], metrics: Mapping[str, Any], variants: int
+) -> dict[str, Any]:
+    """The allocation as stored: ``{"mode": "fixed"}``, or a bandit with its defaults."""
+    mode = spec.get("mode")
+    if mode == "fixed":
+        return {"mode": "fixed"}
+    if mode != "bandit":
+        raise _allocation(f"mode: {mode!r} is not 'fixed' or 'bandit'", "mode")
+    bandit = {**BANDIT_DEFAULTS, **{k: v for k, v in spec.items() if v is not None}}
+    low, high = EVERY_RUNS
+    if not low <= bandit["every_runs"] <= high:
+        raise _allocation(
+            f"every_runs: {bandit['every_runs']} is not in {low}..{high}", "every_runs"
+        )
+    low, high = MIN_WEIGHT
+    if not low <= bandit["min_weight"] <= high:
+        raise _allocation(
+            f"min_weight: {bandit['min_weight']} is not in {low}..{high}", "min_weight"
+        )
+    if bandit["min_weight"] * variants > 10_000:
+        raise _allocation(
+            f"min_weight: {bandit['min_weight']} for each of {variants} variants is more than "
+            "the total weight of 10000",
+            "min_weight",
+        )
+    if bandit["metric"] != "success_rate" and bandit["metric"] not in metrics:
+        raise _allocation(
+            f"metric: {bandit['metric']!r} is neither 'success_rate' nor a declared metric "
+            "(declare it under metrics to say which way is better)",
+            "metric",
+        )
+    return bandit
+
+
+def _allocation(detail: str, name: str) -> Invalid:
+    return Invalid(f"allocation.{detail}", field=f"allocation.{name}", code="invalid_allocation")
+
+
 def effective_policy(policy: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict[str, Any]:
     """``auto_promote`` with each direction filled in: its own, else the metric's declared
     one, else higher (the success rate is always higher)."""

@@ -85,6 +85,7 @@ def automation_out(session: Session, row: Automation) -> AutomationOut:
         misfire=dict(row.misfire),
         auto_promote=dict(row.auto_promote) if row.auto_promote else None,
         metrics=dict(row.metrics or {}),
+        allocation=dict(row.allocation or {"mode": "fixed"}),
         assignment_key_path=row.assignment_key_path,
         env=dict(row.env),
         secrets=list(secret_names),

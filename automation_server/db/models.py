@@ -131,6 +131,8 @@ class Automation(Base):
     auto_promote: Mapped[dict[str, Any] | None]
     # Declared metrics: {"latency_ms": {"direction": "lower", "unit": "ms"}}.
     metrics: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    # {"mode": "fixed"} or {"mode": "bandit", "metric", "every_runs", "min_weight"}.
+    allocation: Mapped[dict[str, Any]] = mapped_column(JsonType, default=lambda: {"mode": "fixed"})
     assignment_key_path: Mapped[str | None] = mapped_column(String(500))
     env: Mapped[dict[str, Any]]
     webhook_secret: Mapped[str | None] = mapped_column(Text)  # encrypted
@@ -392,7 +394,8 @@ class RunMetric(Base):
 
 
 class Decision(Base):
-    """A promotion or rollback, with who, why and the experiment summary at that moment."""
+    """A promotion, rollback or bandit reweight, with who, why and the experiment summary
+    at that moment (a reweight's also holds the bandit's draws under ``bandit``)."""
 
     __tablename__ = "decisions"
     __table_args__ = (Index("ix_decisions_automation_created", "automation_id", "created_at"),)

@@ -301,31 +301,7 @@ class ExperimentService:
         self, session: Session, org_id: str, experiment_id: str, automation_id: str, revision: int
     ) -> tuple[dict[str, ArmStats], bool]:
         """Per-variant statistics of one revision (randomised runs) and its SRM flag."""
-        r, m = ExperimentRollup, ExperimentMetricRollup
-        scope = (
-            r.org_id == org_id,
-            r.experiment_id == experiment_id,
-            r.automation_id == automation_id,
-            r.revision == revision,
-            r.method.in_(("random", "sticky")),
-        )
-        rows = session.execute(
-            select(r.variant, func.sum(r.succeeded), func.sum(r.succeeded + r.failed + r.timed_out))
-            .where(*scope)
-            .group_by(r.variant)
-        ).all()
-        metric_rows = session.execute(
-            select(m.variant, m.name, m.count, m.mean, m.m2).where(
-                m.org_id == org_id,
-                m.experiment_id == experiment_id,
-                m.automation_id == automation_id,
-                m.revision == revision,
-                m.method.in_(("random", "sticky")),
-            )
-        ).all()
-        merged = _merged_metrics(metric_rows, lambda row: (None, str(row[0])), 1)
-        metrics = {variant: by_name for (_, variant), by_name in merged.items()}
-        arms = {v: ArmStats(int(ok or 0), int(n or 0), metrics.get(v, {})) for v, ok, n in rows}
+        arms = self.automation_arms(session, org_id, experiment_id, automation_id, revision)
         srm = [
             s
             for s in self._srm(session, org_id, experiment_id)
@@ -333,8 +309,63 @@ class ExperimentService:
         ]
         return arms, any(s["flagged"] for s in srm)
 
+    def automation_arms(
+        self,
+        session: Session,
+        org_id: str,
+        experiment_id: str,
+        automation_id: str,
+        revision: int | None = None,
+    ) -> dict[str, ArmStats]:
+        """Per-variant statistics of the runs the server assigned (random or sticky), of
+        one revision or, with ``revision=None``, of all of them."""
+        r, m = ExperimentRollup, ExperimentMetricRollup
+        rows = session.execute(
+            select(r.variant, func.sum(r.succeeded), func.sum(r.succeeded + r.failed + r.timed_out))
+            .where(*_assigned(r, org_id, experiment_id, automation_id, revision))
+            .group_by(r.variant)
+        ).all()
+        metric_rows = session.execute(
+            select(m.variant, m.name, m.count, m.mean, m.m2).where(
+                *_assigned(m, org_id, experiment_id, automation_id, revision)
+            )
+        ).all()
+        merged = _merged_metrics(metric_rows, lambda row: (None, str(row[0])), 1)
+        metrics = {variant: by_name for (_, variant), by_name in merged.items()}
+        return {v: ArmStats(int(ok or 0), int(n or 0), metrics.get(v, {})) for v, ok, n in rows}
+
+    def random_outcomes(
+        self, session: Session, org_id: str, experiment_id: str, automation_id: str, revision: int
+    ) -> int:
+        """Randomly assigned runs of the revision that ended with an outcome of their own."""
+        r = ExperimentRollup
+        total = session.scalar(
+            select(func.sum(r.succeeded + r.failed + r.timed_out)).where(
+                r.org_id == org_id,
+                r.experiment_id == experiment_id,
+                r.automation_id == automation_id,
+                r.revision == revision,
+                r.method == "random",
+            )
+        )
+        return int(total or 0)
+
 
 # ---- helpers ---------------------------------------------------------------------
+
+
+def _assigned(
+    model: Any, org_id: str, experiment_id: str, automation_id: str, revision: int | None
+) -> list[Any]:
+    where = [
+        model.org_id == org_id,
+        model.experiment_id == experiment_id,
+        model.automation_id == automation_id,
+        model.method.in_(("random", "sticky")),
+    ]
+    if revision is not None:
+        where.append(model.revision == revision)
+    return where
 
 
 def _key(row: Any, by: str) -> GroupKey:

@@ -249,8 +249,10 @@ class RunQueue:
             },
         )
         self._finished(session, facts_of_state(row, result, step.status, step.failure_origin))
-        policy = bool(getattr(row, "auto_promote", None))
-        return FinishReport(recorded=True, final=True, status=step.status, auto_promote=policy)
+        # Champion/challenger or a bandit: the worker evaluates the automation next.
+        allocation = getattr(row, "allocation", None) or {}
+        policy = bool(getattr(row, "auto_promote", None)) or allocation.get("mode") == "bandit"
+        return FinishReport(recorded=True, final=True, status=step.status, evaluate=policy)
 
     def _finished(self, session: Session, facts: RunFacts) -> None:
         """A run's final state: listeners hear of it here, in the same transaction."""

@@ -65,8 +65,8 @@ class FinishReport:
     recorded: bool
     final: bool
     status: RunStatus
-    # The automation has a champion/challenger policy to evaluate now.
-    auto_promote: bool = False
+    # The automation has a champion/challenger policy or a bandit to evaluate now.
+    evaluate: bool = False
 
 
 def backoff_delay(backoff_s: float, attempt: int, rng: random.Random | None = None) -> float:

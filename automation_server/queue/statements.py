@@ -68,6 +68,7 @@ def finish_select(postgres: bool) -> Select[Any]:
             *STATE,
             Automation.retry,
             Automation.auto_promote,
+            Automation.allocation,
             DbClock.now_param(postgres).label("db_now"),
         )
         .join(Automation, Automation.id == Run.automation_id)

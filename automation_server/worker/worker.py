@@ -245,7 +245,7 @@ class Worker:
             recorded=report.recorded,
         )
         # Only an automation with a champion/challenger policy needs evaluating.
-        return report.recorded and report.final and report.auto_promote
+        return report.recorded and report.final and report.evaluate
 
     def _durably(self, action: str, fn: Callable[[], T]) -> T:
         """Retry a queue write through a database outage, so a finished run's result is

@@ -42,10 +42,11 @@ from automation_sdk.deploy import (
     VariantSource,
     check_names,
     deploy,
+    parse_bandit,
     parse_metric,
     parse_variant,
 )
-from automation_sdk.render_experiment import experiment_view
+from automation_sdk.render_experiment import allocation_line, experiment_view
 
 # ---- the commands ----------------------------------------------------------------
 
@@ -124,6 +125,14 @@ def pack_cmd(ctx: click.Context, directory: Path, output: Path | None) -> None:
     metavar="NAME=higher|lower[:UNIT]",
     help="Declare which way a reported metric is better (repeat), e.g. latency_ms=lower:ms.",
 )
+@click.option(
+    "--bandit",
+    default=None,
+    metavar="METRIC[:EVERY_RUNS[:MIN_WEIGHT]]",
+    help="Let the server set the weights by Thompson sampling on METRIC (success_rate or a "
+    "declared metric), every 50 runs with a floor of 100 out of 10000 by default; "
+    "'off' goes back to fixed weights.",
+)
 @global_options()
 @click.pass_context
 def deploy_cmd(
@@ -142,16 +151,22 @@ def deploy_cmd(
     secret: tuple[str, ...],
     timeout_s: int | None,
     metrics: tuple[str, ...],
+    bandit: str | None,
 ) -> None:
     """Create or update automation NAME from directories, uploading only what changed.
 
     \b
       automation deploy ab-script --experiment ab-script-latency \\
         --variant control=examples/ab-script/control:50 \\
-        --variant fast=examples/ab-script/fast:50 --metric latency_ms=lower:ms
+        --variant fast=examples/ab-script/fast:50 --metric latency_ms=lower:ms \\
+        --bandit latency_ms:20:500
     """
     sources = _variant_sources(directory, variants)
     declared = _metric_declarations(metrics)
+    try:
+        allocation = parse_bandit(bandit) if bandit is not None else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--bandit") from None
     trigger = _trigger(cron, timezone, interval, webhook, manual)
     argv = shlex.split(entrypoint) if entrypoint is not None else None
     options = opts(ctx)
@@ -177,6 +192,7 @@ def deploy_cmd(
             secrets=key_values(secret, "--secret"),
             timeout_s=timeout_s,
             metrics=declared,
+            allocation=allocation,
             events=_ProgressEvents(progress),
         )
     if options.json:
@@ -448,6 +464,7 @@ def experiment_cmd(
             auto = client.get_automation(automation_id)
         except errors.NotFoundError:
             continue  # deleted since: its runs still count, its variants are gone
+        out.print(f"{auto.name}: " + allocation_line(auto))
         for variant in auto.variants:
             out.print(f"{auto.name}: " + render.environment_line(variant))
 

@@ -13,8 +13,8 @@ What a deploy controls, and what it leaves alone when not given:
   removed; their runs stay). A weight not given is 1 for a new variant and
   unchanged for an existing one. ``entrypoint`` (all variants) likewise.
 - ``experiment_id``, ``trigger``, ``env`` (the whole map), ``timeout_s``,
-  ``metrics`` (the whole map of declared metrics): changed when given and
-  different.
+  ``metrics`` (the whole map of declared metrics), ``allocation``: changed
+  when given and different.
 - ``secrets``: sent whenever given (the server never shows values, so a
   client cannot tell whether they changed); setting secrets makes no revision.
 """
@@ -110,6 +110,7 @@ def deploy(
     secrets: dict[str, str] | None = None,
     timeout_s: int | None = None,
     metrics: dict[str, dict[str, Any]] | None = None,
+    allocation: dict[str, Any] | None = None,
     events: DeployEvents | None = None,
 ) -> DeployResult:
     """Create or update the automation ``name`` so its variants run these directories."""
@@ -125,6 +126,7 @@ def deploy(
         }
         extra: dict[str, Any] = {"experiment_id": experiment_id, "trigger": trigger, "env": env}
         extra |= {"secrets": secrets, "timeout_s": timeout_s, "metrics": metrics}
+        extra["allocation"] = allocation
         body.update({k: v for k, v in extra.items() if v is not None})
         created = client.create_automation(**body)
         return DeployResult(created, True, None, uploader.done)
@@ -134,6 +136,7 @@ def deploy(
         "env": env,
         "timeout_s": timeout_s,
         "metrics": metrics,
+        "allocation": allocation,
     }
     for key, value in wanted.items():
         if value is not None and getattr(current, key) != value:
@@ -220,3 +223,19 @@ def parse_metric(spec: str) -> tuple[str, dict[str, str]]:
     if not sep or not name or direction not in ("higher", "lower"):
         raise ValueError(f"{spec!r}: use NAME=higher|lower[:UNIT], e.g. latency_ms=lower:ms")
     return name, {"direction": direction, **({"unit": unit} if unit else {})}
+
+
+def parse_bandit(spec: str) -> dict[str, Any]:
+    """``METRIC[:EVERY_RUNS[:MIN_WEIGHT]]`` as a bandit allocation; ``off``: fixed weights."""
+    if spec == "off":
+        return {"mode": "fixed"}
+    metric, *numbers = spec.split(":")
+    if not metric or len(numbers) > 2 or not all(n.isdigit() for n in numbers):
+        raise ValueError(f"{spec!r}: use METRIC[:EVERY_RUNS[:MIN_WEIGHT]] or off")
+    every, floor = ([*map(int, numbers), None, None])[:2]
+    return {
+        "mode": "bandit",
+        "metric": metric,
+        "every_runs": 50 if every is None else every,
+        "min_weight": 100 if floor is None else floor,
+    }

@@ -83,6 +83,8 @@ class Automation(Model, kw_only=True):
     auto_promote: dict[str, Any] | None = None
     #: Declared metrics: {"latency_ms": {"direction": "lower", "unit": "ms"}}.
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: {"mode": "fixed"} or {"mode": "bandit", "metric", "every_runs", "min_weight"}.
+    allocation: dict[str, Any] = field(default_factory=lambda: {"mode": "fixed"})
     assignment_key_path: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     secrets: list[str] = field(default_factory=list)

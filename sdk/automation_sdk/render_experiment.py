@@ -14,6 +14,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from automation_sdk.models import Automation
 from automation_sdk.render import duration
 from automation_sdk.summary import (
     Comparison,
@@ -50,6 +51,18 @@ def experiment_view(summary: ExperimentSummary) -> RenderableType:
             )
         )
     return Group(*parts)
+
+
+def allocation_line(auto: Automation) -> str:
+    """How traffic is split now: fixed weights or the bandit, with the current weights."""
+    shares = ", ".join(f"{v.name} {v.weight}" for v in auto.variants)
+    a = auto.allocation
+    if a.get("mode") == "bandit":
+        return (
+            f"bandit on {a.get('metric')} (reweights every {a.get('every_runs')} runs, "
+            f"min weight {a.get('min_weight')}), revision {auto.revision} weights: {shares}"
+        )
+    return f"fixed weights, revision {auto.revision}: {shares}"
 
 
 def _periods(summary: ExperimentSummary) -> list[tuple[int | None, list[VariantSummary]]]:

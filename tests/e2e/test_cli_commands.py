@@ -221,6 +221,39 @@ def test_deploy_declares_metric_directions_and_changes_them_only_when_different(
     assert refused.exit_code == 1 and "metrics.latency_ms.unit" in refused.stderr
 
 
+def test_deploy_turns_a_bandit_on_and_off(cli: Any, api: Client, tmp_path: Path) -> None:
+    a, b = _code(tmp_path, "a", "pass\n"), _code(tmp_path, "b", "pass\n")
+    name = _name()
+    base = [
+        "deploy",
+        name,
+        "--experiment",
+        f"{name}-exp",
+        "--variant",
+        f"a={a}",
+        "--variant",
+        f"b={b}",
+    ]
+    assert cli(*base, "--bandit", "success_rate:20:500").exit_code == 0
+    auto = api.find_automation(name)
+    assert auto is not None
+    assert auto.allocation == {
+        "mode": "bandit",
+        "metric": "success_rate",
+        "every_runs": 20,
+        "min_weight": 500,
+    }
+    assert "up to date" in cli(*base, "--bandit", "success_rate:20:500").stdout
+    undeclared = cli(*base, "--bandit", "latency_ms")
+    assert undeclared.exit_code == 1 and "allocation.metric" in undeclared.stderr
+    declared = cli(*base, "--metric", "latency_ms=lower", "--bandit", "latency_ms")
+    assert declared.exit_code == 0
+    assert api.get_automation(auto.id).allocation["every_runs"] == 50
+    assert cli(*base, "--bandit", "latency_ms:x").exit_code == 2
+    assert cli(*base, "--bandit", "off").exit_code == 0
+    assert api.get_automation(auto.id).allocation == {"mode": "fixed"}
+
+
 # ---- dispatch, runs, logs, list ----------------------------------------------------
 
 

@@ -52,6 +52,7 @@ def automation(**overrides: Any) -> AutomationOut:
         "misfire": {},
         "auto_promote": None,
         "metrics": {},
+        "allocation": {"mode": "fixed"},
         "assignment_key_path": None,
         "env": {},
         "secrets": ["API_TOKEN"],
@@ -273,3 +274,21 @@ def test_automation_page_lists_each_variants_packages() -> None:
         idempotency_key="k",
     )
     assert "httpx 0.28.1, idna 3.20" in page and "standard library" in page
+
+
+def test_automation_page_says_a_bandit_sets_the_weights() -> None:
+    bandit = {"mode": "bandit", "metric": "success_rate", "every_runs": 50, "min_weight": 100}
+    common: dict[str, Any] = {
+        "session": session(),
+        "revisions": [],
+        "decisions": [],
+        "runs": [],
+        "more_runs": False,
+        "form": {},
+        "idempotency_key": "k",
+    }
+    page = render("automation.html", a=automation(allocation=bandit), **common)
+    assert 'id="allocation"' in page
+    assert "bandit on success_rate: reweights every 50 runs, min weight 100" in page
+    fixed = render("automation.html", a=automation(), **common)
+    assert 'id="allocation"' not in fixed

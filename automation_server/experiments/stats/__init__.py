@@ -16,6 +16,7 @@ error and gives ``None``.
 - :mod:`.msprt`: always-valid intervals
 - :mod:`.srm`: sample-ratio mismatch
 - :mod:`.multiple`: Holm's adjustment over many comparisons
+- :mod:`.thompson`: bandit allocation (probability of being the best)
 """
 
 from automation_server.experiments.stats.intervals import (

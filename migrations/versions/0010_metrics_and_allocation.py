@@ -1,4 +1,4 @@
-"""automations.metrics: declared metric directions and units
+"""automations.metrics (declared directions and units) and automations.allocation
 
 Revision ID: 0010
 Revises: 0009
@@ -21,8 +21,12 @@ def upgrade() -> None:
     json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
     with op.batch_alter_table("automations") as batch:
         batch.add_column(sa.Column("metrics", json, nullable=False, server_default="{}"))
+        batch.add_column(
+            sa.Column("allocation", json, nullable=False, server_default='{"mode": "fixed"}')
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("automations") as batch:
+        batch.drop_column("allocation")
         batch.drop_column("metrics")
