@@ -134,16 +134,13 @@ def _start_scheduler(services: Any) -> Callable[[], None]:
     return stop
 
 
-def _wait_for_signal(fatal: Any = None) -> str | None:
-    """Block until SIGTERM/SIGINT, or until ``fatal`` (a worker's FatalStop) is set;
-    returns the fatal reason, if that is what ended the wait."""
-    import threading
-
-    stop = fatal if fatal is not None else threading.Event()
+def _wait_for_signal(fatal: FatalStop) -> str | None:
+    """Block until SIGTERM/SIGINT or until ``fatal`` is set; returns the fatal reason,
+    if that is what ended the wait (a signal sets it without one)."""
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
-    return getattr(stop, "reason", None)
+        signal.signal(sig, lambda *_: fatal.set())
+    fatal.wait()
+    return fatal.reason
 
 
 @main.command()

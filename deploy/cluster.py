@@ -222,18 +222,17 @@ class LocalCluster:
     # ---- the shared services ----------------------------------------------------
 
     def _create_database(self) -> None:
-        admin = sa.create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
-        try:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'CREATE DATABASE "{self.database}"'))
-        finally:
-            admin.dispose()
+        self._admin(f'CREATE DATABASE "{self.database}"')
 
     def _drop_database(self) -> None:
+        self._admin(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+
+    def _admin(self, statement: str) -> None:
+        """A statement outside any transaction (CREATE/DROP DATABASE need that)."""
         admin = sa.create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
         try:
             with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)'))
+                conn.execute(sa.text(statement))
         finally:
             admin.dispose()
 

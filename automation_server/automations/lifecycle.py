@@ -307,7 +307,10 @@ class VariantLifecycle:
             if quick is None or not _has_policy(quick):
                 return None
             org_id = quick.org_id
-        summary = self._summary(org_id, automation_id)
+            # The summary (recorded with a decision) is the dear part: only when one may
+            # be made, not after each of a bandit's every_runs runs.
+            wanted = bool(quick.auto_promote) or self._reweight_due(session, quick)
+        summary = self._summary(org_id, automation_id) if wanted else None
         with self._db.write() as session:
             row = session.scalars(
                 select(Automation).where(Automation.id == automation_id).with_for_update()
@@ -315,17 +318,23 @@ class VariantLifecycle:
             if not _has_policy(row) or row.deleted_at is not None:
                 return None
             verdict = self._apply_policy(session, row, summary)
-            if row.allocation.get("mode") == "bandit":
-                self._reweight_in(session, row, summary)
+            self._reweight_in(session, row, summary)
             return verdict
+
+    def _reweight_due(self, session: Session, row: Automation) -> bool:
+        """A bandit whose current revision has ``every_runs`` random outcomes."""
+        allocation = row.allocation or {}
+        if allocation.get("mode") != "bandit":
+            return False
+        done = self._experiments.random_outcomes(
+            session, row.org_id, str(row.experiment_id), row.id, row.revision
+        )
+        return done >= int(allocation["every_runs"])
 
     def _reweight_in(self, session: Session, row: Automation, summary: Any) -> None:
         """Set the weights from the bandit once ``every_runs`` outcomes came in."""
         allocation, experiment_id = row.allocation, str(row.experiment_id)
-        done = self._experiments.random_outcomes(
-            session, row.org_id, experiment_id, row.id, row.revision
-        )
-        if done < int(allocation["every_runs"]):
+        if not self._reweight_due(session, row):
             return
         _, srm_flagged = self._experiments.revision_arms(
             session, row.org_id, experiment_id, row.id, row.revision

@@ -51,5 +51,5 @@ def build_worker(services: Services, *, concurrency: int | None = None) -> Worke
         shutdown_grace_s=w.shutdown_grace_s,
         on_finished=services.lifecycle.evaluate,
         metrics=services.metrics,
-        verify_key=services.verify_secret_key if services.secret_keys else None,
+        verify_key=services.verify_secret_key,
     )
