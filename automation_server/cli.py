@@ -110,7 +110,8 @@ def _start_worker(services: Any, concurrency: int | None = None) -> Any:
 
 
 def _start_scheduler(services: Any) -> Callable[[], None]:
-    """The scheduler loop and, beside it, the retention collector; returns their stop."""
+    """The scheduler loop and, beside it, the retention collector and the notification
+    deliverer; returns their stop."""
     from automation_server.retention import GarbageCollector
     from automation_server.scheduler.loop import Scheduler
 
@@ -123,11 +124,14 @@ def _start_scheduler(services: Any) -> Callable[[], None]:
     collector = GarbageCollector(
         services.db, services.queue, services.store, services.settings.retention
     )
+    deliverer = services.deliverer()
     services.start_listener()
     scheduler.start()
     collector.start()
+    deliverer.start()
 
     def stop() -> None:
+        deliverer.stop()
         collector.stop()
         scheduler.stop()
 

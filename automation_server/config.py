@@ -54,6 +54,8 @@ class UploadSettings:
     max_uncompressed_bytes: int = 512 * 1_048_576
     max_members: int = 10_000
     max_payload_bytes: int = 256 * 1024
+    # An automation's state (DESIGN 9.7), as compact JSON.
+    max_state_bytes: int = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,8 @@ class Settings:
     guards: GuardSettings = field(default_factory=GuardSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     packages: PackageSettings = field(default_factory=PackageSettings)
+    # Notification URLs may point at loopback, link-local and private addresses.
+    notify_allow_private: bool = False
 
     @property
     def is_sqlite(self) -> bool:
@@ -207,6 +211,7 @@ def _upload_settings(env: Mapping[str, str]) -> UploadSettings:
         ),
         max_members=_int(env, "AUTOMATION_MAX_ARCHIVE_MEMBERS", 10_000, minimum=1),
         max_payload_bytes=_int(env, "AUTOMATION_MAX_PAYLOAD_BYTES", 256 * 1024, minimum=2),
+        max_state_bytes=_int(env, "AUTOMATION_MAX_STATE_BYTES", 256 * 1024, minimum=2),
     )
 
 
@@ -272,4 +277,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             gc_interval_s=_float(env, "AUTOMATION_GC_INTERVAL_S", 3600.0),
         ),
         packages=_package_settings(env),
+        notify_allow_private=_bool(env, "AUTOMATION_NOTIFY_ALLOW_PRIVATE", False),
     )

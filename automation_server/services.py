@@ -5,16 +5,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from automation_server.audit import AuditService
+from automation_server.automations.autodisable import AutoDisable
 from automation_server.automations.lifecycle import VariantLifecycle
 from automation_server.automations.service import AutomationService
+from automation_server.automations.state import AutomationStates
 from automation_server.config import Settings
 from automation_server.db.engine import Database
 from automation_server.dispatch.service import Dispatcher
 from automation_server.dispatch.webhooks import WebhookService
 from automation_server.environments.resolver import PackageSources, Resolver
 from automation_server.environments.service import EnvironmentService
+from automation_server.events.receiver import EventReceiver
+from automation_server.events.sources import EventSourceService
 from automation_server.experiments.rollups import ExperimentRollups
 from automation_server.experiments.service import ExperimentService
+from automation_server.notifications.channels import ChannelService
+from automation_server.notifications.deliverer import Deliverer
+from automation_server.notifications.outbox import Outbox
+from automation_server.notifications.run_notices import RunNotices
 from automation_server.observability import Metrics
 from automation_server.presets.service import PresetService
 from automation_server.queue.manager import RunQueue
@@ -59,6 +67,11 @@ class Services:
     presets: PresetService
     workers: WorkerRegistry
     environments: EnvironmentService
+    event_sources: EventSourceService
+    events: EventReceiver
+    states: AutomationStates
+    outbox: Outbox
+    channels: ChannelService
     listener: PostgresListener | None = None
     #: The process's secret keys, newest first, and where they came from (for messages).
     secret_keys: tuple[str, ...] = ()
@@ -69,6 +82,15 @@ class Services:
         if not self.db.is_sqlite and self.listener is None:
             self.listener = PostgresListener(self.settings.database_url, self.notifier)
             self.listener.start()
+
+    def deliverer(self) -> Deliverer:
+        """The notification deliverer (started beside the scheduler)."""
+        return Deliverer(
+            self.db,
+            self.box,
+            self.notifier,
+            allow_private=self.settings.notify_allow_private,
+        )
 
     def verify_secret_key(self) -> KeyCheck:
         """Refuse to go on (SecretKeyError) with a key that is not the deployment's."""
@@ -112,6 +134,11 @@ def build_services(settings: Settings, *, store: BlobStore | None = None) -> Ser
     metrics = Metrics(db)
     queue = RunQueue(db, notifier, metrics, max_infra_attempts=settings.worker.max_infra_attempts)
     queue.add_listener(ExperimentRollups())
+    outbox = Outbox(notifier)
+    states = AutomationStates(db, settings.uploads.max_state_bytes)
+    queue.add_listener(states)
+    queue.add_listener(AutoDisable(outbox, notifier))
+    queue.add_listener(RunNotices(outbox))
     dispatcher = Dispatcher(
         db,
         queue,
@@ -135,13 +162,20 @@ def build_services(settings: Settings, *, store: BlobStore | None = None) -> Ser
         runs=RunService(db, queue, store),
         webhooks=WebhookService(db, dispatcher, box),
         experiments=experiments,
-        lifecycle=VariantLifecycle(db, blobs, automations, experiments),
+        lifecycle=VariantLifecycle(db, blobs, automations, experiments, outbox),
         rate_limiter=RateLimiter(settings.guards.rate_limit_per_minute),
         audit=AuditService(db),
         metrics=metrics,
         presets=PresetService(automations, blobs, settings),
         workers=WorkerRegistry(db, queue.clock),
         environments=environments,
+        event_sources=EventSourceService(db, box),
+        states=states,
+        outbox=outbox,
+        channels=ChannelService(db, box, allow_private=settings.notify_allow_private),
+        events=EventReceiver(
+            db, dispatcher, box, max_queued_per_org=settings.guards.max_queued_runs_per_org
+        ),
         secret_keys=tuple(split_keys(keys)),
         key_source=key_source(settings.secret_key, settings.data_dir),
     )

@@ -31,6 +31,7 @@ class Trigger(StrEnum):
     CRON = "cron"
     INTERVAL = "interval"
     WEBHOOK = "webhook"
+    EVENT = "event"
 
 
 ACTIVE = frozenset({RunStatus.QUEUED, RunStatus.RUNNING})

@@ -9,12 +9,14 @@ from litestar.openapi import OpenAPIConfig
 from automation_server.api import (
     automations,
     environments,
+    events,
     experiments,
     health,
     hooks,
     keys,
     lifecycle,
     metrics,
+    notifications,
     presets,
     runs,
     uploads,
@@ -49,6 +51,8 @@ def create_app(services: Services) -> Litestar:
             workers.list_workers,
             presets.PresetController,
             environments.environment_lock,
+            events.EventSourceController,
+            notifications.NotificationChannelController,
         ],
         dependencies=caller,
         request_max_body_size=JSON_BODY_LIMIT,
@@ -65,6 +69,11 @@ def create_app(services: Services) -> Litestar:
         route_handlers=[hooks.receive_webhook],
         request_max_body_size=services.settings.uploads.max_payload_bytes,
     )
+    v1_events = Router(
+        path="/v1/events",
+        route_handlers=[events.receive_event],
+        request_max_body_size=services.settings.uploads.max_payload_bytes,
+    )
     app = Litestar(
         route_handlers=[
             health.health,
@@ -73,6 +82,7 @@ def create_app(services: Services) -> Litestar:
             v1,
             v1_uploads,
             v1_hooks,
+            v1_events,
             ui_router(),
         ],
         dependencies={"services": Provide(lambda: services, sync_to_thread=False)},

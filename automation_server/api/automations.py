@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import Controller, delete, get, patch, post
+import anyio
+import msgspec
+from litestar import Controller, Request, delete, get, patch, post, put
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from automation_server.api.deps import CallerDep, ServicesDep
@@ -15,6 +17,8 @@ from automation_server.automations.schemas import (
     AutomationPatch,
     RevisionPage,
 )
+from automation_server.automations.state import StateOut
+from automation_server.errors import BadRequest
 from automation_server.pagination import DEFAULT_LIMIT
 
 Limit = Annotated[int, QueryParameter(ge=1, le=500, description="page size (1..500)")]
@@ -79,3 +83,26 @@ class AutomationController(Controller):
     ) -> AutomationOut:
         """Rotate the webhook secret; the new one is shown once in the response."""
         return services.automations.rotate_webhook_secret(caller, automation_id)
+
+    @get("/{automation_id:str}/state", sync_to_thread=True)
+    def read_state(
+        self, automation_id: AutomationId, services: ServicesDep, caller: CallerDep
+    ) -> StateOut:
+        """The state runs carry between them: `{}` and version 0 until one is stored."""
+        return services.states.get(caller, automation_id)
+
+    @put("/{automation_id:str}/state")
+    async def replace_state(
+        self,
+        automation_id: AutomationId,
+        request: Request[Any, Any, Any],
+        services: ServicesDep,
+        caller: CallerDep,
+    ) -> StateOut:
+        """Replace the state: a body `{"state": {...}}` (the GET shape) or the object itself."""
+        raw = await request.body()
+        try:
+            body = msgspec.json.decode(raw)
+        except msgspec.DecodeError as exc:
+            raise BadRequest(f"body is not valid JSON: {exc}", code="malformed_json") from None
+        return await anyio.to_thread.run_sync(services.states.put, caller, automation_id, body)

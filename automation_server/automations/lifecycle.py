@@ -41,6 +41,8 @@ from automation_server.experiments.policy import Verdict, evaluate_policy
 from automation_server.experiments.service import ExperimentService
 from automation_server.ids import new_id, to_rfc3339, utcnow
 from automation_server.logging import get_logger
+from automation_server.notifications.events import NotifyEvent
+from automation_server.notifications.outbox import Outbox
 from automation_server.security.accounts import Caller
 from automation_server.storage.blobs import BlobService
 
@@ -76,11 +78,13 @@ class VariantLifecycle:
         blobs: BlobService,
         automations: AutomationService,
         experiments: ExperimentService,
+        outbox: Outbox,
     ) -> None:
         self._db = db
         self._blobs = blobs
         self._automations = automations
         self._experiments = experiments
+        self._outbox = outbox
 
     # ---- clone -----------------------------------------------------------------
 
@@ -232,23 +236,39 @@ class VariantLifecycle:
         summary: dict[str, Any] | None,
         before: dict[str, Any],
     ) -> None:
-        """The decision record, and the audit event of the change it made."""
-        session.add(
-            Decision(
-                id=new_id(),
-                org_id=row.org_id,
-                automation_id=row.id,
-                kind=kind,
-                variant=variant,
-                reason=reason,
-                automatic=automatic,
-                actor=actor,
-                revision=row.revision,
-                summary=summary,
-                created_at=utcnow(),
-            )
+        """The decision record, the audit event of the change it made, and its notice."""
+        decision = Decision(
+            id=new_id(),
+            org_id=row.org_id,
+            automation_id=row.id,
+            kind=kind,
+            variant=variant,
+            reason=reason,
+            automatic=automatic,
+            actor=actor,
+            revision=row.revision,
+            summary=summary,
+            created_at=utcnow(),
         )
+        session.add(decision)
         audit_change(session, actor, f"variant.{kind}", row, before)
+        self._outbox.add(
+            session,
+            org_id=row.org_id,
+            event=NotifyEvent.EXPERIMENT_DECISION,
+            key=f"decision:{decision.id}",
+            automation={"id": row.id, "name": row.name},
+            decision={
+                "id": decision.id,
+                "kind": kind,
+                "variant": variant,
+                "reason": reason,
+                "automatic": automatic,
+                "actor": actor,
+                "revision": row.revision,
+                "experiment_id": row.experiment_id,
+            },
+        )
         log.info(
             "variant.decision",
             automation_id=row.id,
@@ -341,6 +361,7 @@ class VariantLifecycle:
         )
         if srm_flagged:
             log.warning("bandit.held", automation_id=row.id, reason="sample ratio mismatch")
+            self._notify_srm(session, row)
             return
         arms = self._experiments.automation_arms(session, row.org_id, experiment_id, row.id)
         plan = plan_reweight(
@@ -394,6 +415,8 @@ class VariantLifecycle:
         arms, srm_flagged = self._experiments.revision_arms(
             session, row.org_id, str(row.experiment_id), row.id, row.revision
         )
+        if srm_flagged:
+            self._notify_srm(session, row)
         if control is None or control not in arms:
             return Verdict("none", None, "the control has no runs in this revision yet")
         challengers = [
@@ -404,4 +427,21 @@ class VariantLifecycle:
             (control, arms[control]),
             challengers,
             srm_flagged=srm_flagged,
+        )
+
+    def _notify_srm(self, session: Session, row: Automation) -> None:
+        """``experiment.srm``, once per revision (the outbox key makes repeats no-ops)."""
+        self._outbox.add(
+            session,
+            org_id=row.org_id,
+            event=NotifyEvent.EXPERIMENT_SRM,
+            key=f"srm:{row.id}:{row.revision}",
+            automation={"id": row.id, "name": row.name},
+            decision={
+                "kind": "srm",
+                "experiment_id": row.experiment_id,
+                "revision": row.revision,
+                "reason": "the variants' run counts do not match their weights (sample "
+                "ratio mismatch): automatic decisions are held",
+            },
         )

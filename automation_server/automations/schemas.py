@@ -30,11 +30,19 @@ class Strict(Struct, forbid_unknown_fields=True, omit_defaults=False):
     """Request bodies reject fields they do not know (400)."""
 
 
+EventType = Annotated[str, Meta(min_length=1, max_length=200)]
+
+
 class TriggerSpec(Strict):
-    type: Literal["cron", "interval", "manual", "webhook"]
+    type: Literal["cron", "interval", "manual", "webhook", "event"]
     schedule: str | None = None
     timezone: str = "UTC"
     seconds: int | None = None
+    # ``event``: the source's name, the event types to run on (["*"]: all), and an
+    # optional JMESPath expression that must be truthy on the body.
+    source: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
+    on: Annotated[list[EventType], Meta(min_length=1, max_length=100)] | None = None
+    filter: Annotated[str, Meta(min_length=1, max_length=2000)] | None = None
 
 
 RequirementLine = Annotated[str, Meta(max_length=2000)]
@@ -118,6 +126,7 @@ class AutoPromoteSpec(Strict):
 
 
 AutomationName = Annotated[str, Meta(min_length=1, max_length=128, pattern=AUTOMATION_NAME)]
+DisableAfter = Annotated[int, Meta(ge=0, le=1000)]
 Secrets = Annotated[dict[str, Annotated[str, Meta(max_length=65_536)]], Meta(max_length=100)]
 
 
@@ -140,6 +149,8 @@ class AutomationSettings(Strict):
     assignment_key_path: Annotated[str, Meta(min_length=1, max_length=500)] | None = None
     env: EnvMap = field(default_factory=dict)
     secrets: Secrets = field(default_factory=dict)
+    # 0: never; else disabled after this many consecutive failures the program caused.
+    disable_after_failures: DisableAfter = 0
 
 
 class AutomationCreate(AutomationSettings):
@@ -190,6 +201,7 @@ class AutomationPatch(Strict):
     )
     env: EnvMap | UnsetType = UNSET
     secrets: dict[str, str | None] | UnsetType = UNSET
+    disable_after_failures: DisableAfter | UnsetType = UNSET
 
 
 # ---- responses ---------------------------------------------------------------
@@ -254,6 +266,11 @@ class AutomationOut(Struct, omit_defaults=True):
     next_run_at: str | None
     last_run: LastRun | None
     missed_ticks: int
+    disable_after_failures: int
+    # Consecutive finished runs that failed by the program's fault (a success resets it).
+    consecutive_failures: int
+    # Why the server disabled the automation (null when enabled or disabled by a user).
+    disabled_reason: str | None
     # Shown once: in the create response of a webhook automation, and on rotation.
     webhook_secret: str | None = None
 

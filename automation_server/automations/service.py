@@ -33,6 +33,7 @@ from automation_server.automations.schemas import (
 from automation_server.automations.store import (
     add_revision,
     draft_of,
+    event_source_of,
     live_drafts,
     live_variants,
     load_automation,
@@ -147,6 +148,8 @@ class AutomationService:
             allocation=allocation,
             assignment_key_path=body.assignment_key_path,
             env=dict(body.env),
+            disable_after_failures=body.disable_after_failures,
+            failure_streak=0,
             webhook_secret=self._box.encrypt(webhook_secret) if webhook_secret else None,
             next_run_at=None,
             missed_ticks=0,
@@ -156,6 +159,7 @@ class AutomationService:
         row.next_run_at = self._next_run(row)
         try:
             with self._db.write() as session:
+                row.event_source_id = event_source_of(session, caller.org_id, trigger)
                 session.add(row)
                 session.flush()
                 for environment in environments:
@@ -258,6 +262,10 @@ class AutomationService:
                 row = load_automation(session, caller.org_id, automation_id, lock=True)
                 before = snapshot(session, row)
                 self._apply(row, changes, experiment_id, env)
+                if "trigger" in changes:
+                    row.event_source_id = event_source_of(
+                        session, caller.org_id, changes["trigger"]
+                    )
                 old = live_drafts(session, automation_id)
                 champion = row.champion if patch.champion is UNSET else patch.champion
                 if champion not in {d.name for d in drafts}:
@@ -304,6 +312,7 @@ class AutomationService:
             "timeout_s",
             "limits",
             "trigger",
+            "disable_after_failures",
         ):
             value = getattr(patch, name)
             if value is not UNSET:
@@ -340,6 +349,10 @@ class AutomationService:
             row.max_running = int(changes["concurrency"]["max_running"])
         row.experiment_id = experiment_id
         row.env = env
+        if changes.get("enabled"):
+            # Enabling again (by hand) clears why the server disabled it, and the streak.
+            row.disabled_reason = None
+            row.failure_streak = 0
         if "trigger" in changes:
             row.trigger_type = changes["trigger"]["type"]
             row.schedule_anchor = utcnow()

@@ -13,8 +13,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from automation_server.db.models import Automation, Revision, Variant
-from automation_server.errors import NotFound
+from automation_server.db.models import Automation, EventSource, Revision, Variant
+from automation_server.errors import Invalid, NotFound
 from automation_server.ids import new_id, utcnow
 
 
@@ -177,3 +177,23 @@ def new_revision(
 def revision_experiment(session: Session, row: Automation) -> str | None:
     current = session.get(Revision, (row.id, row.revision))
     return current.experiment_id if current else None
+
+
+def event_source_of(session: Session, org_id: str, trigger: dict[str, Any]) -> str | None:
+    """The id of an event trigger's source, named in the trigger (422 if the organization
+    has no such source); None for other triggers."""
+    if trigger.get("type") != "event":
+        return None
+    found = session.scalar(
+        select(EventSource.id).where(
+            EventSource.org_id == org_id, EventSource.name == trigger["source"]
+        )
+    )
+    if found is None:
+        raise Invalid(
+            f"trigger.source: no event source named '{trigger['source']}' in this "
+            "organization (create it with POST /v1/event-sources)",
+            field="trigger.source",
+            code="unknown_event_source",
+        )
+    return str(found)

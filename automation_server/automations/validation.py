@@ -293,8 +293,20 @@ def resolve_timeout(timeout_s: int | None, settings: LimitSettings) -> int:
     return value
 
 
+# The optional fields each trigger type uses; any other one given is a mistake (422).
+TRIGGER_FIELDS = {
+    "cron": {"schedule", "timezone"},
+    "interval": {"seconds"},
+    "event": {"source", "on", "filter"},
+    "manual": set(),
+    "webhook": set(),
+}
+
+
 def normalise_trigger(spec: TriggerSpec) -> dict[str, Any]:
-    """The stored form of a trigger, after checking it can compute fire times."""
+    """The stored form of a trigger, after checking it can compute fire times (an event
+    trigger's source is resolved by the service, which knows the organization)."""
+    _check_unused_trigger_fields(spec)
     if spec.type == "cron":
         if not spec.schedule:
             raise Invalid(
@@ -313,11 +325,52 @@ def normalise_trigger(spec: TriggerSpec) -> dict[str, Any]:
             )
         parse_interval(spec.seconds, anchor=datetime.now().astimezone())
         return {"type": "interval", "seconds": spec.seconds}
-    for name in ("schedule", "seconds"):
-        if getattr(spec, name) is not None:
+    if spec.type == "event":
+        return _event_trigger(spec)
+    return {"type": spec.type}
+
+
+def _check_unused_trigger_fields(spec: TriggerSpec) -> None:
+    for name in ("schedule", "seconds", "source", "on", "filter"):
+        if getattr(spec, name) is not None and name not in TRIGGER_FIELDS[spec.type]:
             raise Invalid(
                 f"trigger.{name}: not used by a '{spec.type}' trigger",
                 field=f"trigger.{name}",
                 code="invalid_trigger",
             )
-    return {"type": spec.type}
+
+
+def _event_trigger(spec: TriggerSpec) -> dict[str, Any]:
+    if not spec.source:
+        raise Invalid(
+            "trigger.source: an event trigger needs the name of an event source "
+            "(create one with POST /v1/event-sources)",
+            field="trigger.source",
+            code="invalid_trigger",
+        )
+    on = list(dict.fromkeys(spec.on or ["*"]))
+    if "*" in on and len(on) > 1:
+        raise Invalid(
+            "trigger.on: '*' already means every event type; list types or '*' alone",
+            field="trigger.on",
+            code="invalid_trigger",
+        )
+    trigger: dict[str, Any] = {"type": "event", "source": spec.source, "on": on}
+    if spec.filter is not None:
+        check_event_filter(spec.filter)
+        trigger["filter"] = spec.filter
+    return trigger
+
+
+def check_event_filter(expression: str) -> None:
+    """A filter is a JMESPath expression evaluated on the event body (422 if it does not
+    compile)."""
+    try:
+        jmespath.compile(expression)
+    except JMESPathError as exc:
+        raise Invalid(
+            f"trigger.filter: not a valid JMESPath expression ({exc}); for example "
+            "\"action == 'opened'\"",
+            field="trigger.filter",
+            code="invalid_filter",
+        ) from None

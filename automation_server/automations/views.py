@@ -94,6 +94,9 @@ def automation_out(session: Session, row: Automation) -> AutomationOut:
         next_run_at=to_rfc3339(row.next_run_at),
         last_run=last_run,
         missed_ticks=row.missed_ticks,
+        disable_after_failures=row.disable_after_failures or 0,
+        consecutive_failures=row.failure_streak or 0,
+        disabled_reason=row.disabled_reason,
     )
 
 

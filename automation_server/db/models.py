@@ -140,6 +140,12 @@ class Automation(Base):
     missed_ticks: Mapped[int] = mapped_column(Integer, default=0)
     last_run_id: Mapped[str | None] = mapped_column(ID)
     last_run_status: Mapped[str | None] = mapped_column(String(16))
+    # The event source of an ``event`` trigger (the trigger holds its name for display).
+    event_source_id: Mapped[str | None] = mapped_column(ID, index=True)
+    # Auto-disable: 0 never; else after this many consecutive failures of origin ``run``.
+    disable_after_failures: Mapped[int] = mapped_column(Integer, default=0)
+    failure_streak: Mapped[int] = mapped_column(Integer, default=0)
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     deleted_at: Mapped[datetime | None]
@@ -450,7 +456,10 @@ class ExperimentMinute(Base):
 
 
 class ExperimentMetricMinute(Base):
-    """Per-minute count and sum of one metric, for metric time series."""
+    """Per-minute count, sum and spread of one metric, for metric time series and the
+    cumulative effect charts (which need a variance: ``m2`` = sum((x - mean)^2) with
+    mean = sum / count, merged with Chan's formula; NULL where it is not known, for
+    minutes written before it existed whose runs retention had deleted)."""
 
     __tablename__ = "experiment_metric_minutes"
 
@@ -462,6 +471,7 @@ class ExperimentMetricMinute(Base):
     minute: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger, default=0)
     sum: Mapped[float] = mapped_column(Float, default=0.0)
+    m2: Mapped[float | None] = mapped_column(Float)
 
 
 class Environment(Base):
@@ -495,3 +505,97 @@ class DeploymentSetting(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime]
+
+
+class AutomationState(Base):
+    """The JSON object an automation's runs carry from one to the next (DESIGN 9.7)."""
+
+    __tablename__ = "automation_states"
+
+    automation_id: Mapped[str] = mapped_column(ID, ForeignKey("automations.id"), primary_key=True)
+    state: Mapped[dict[str, Any]]
+    version: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime]
+    updated_by_run: Mapped[str | None] = mapped_column(ID)
+
+
+class EventSource(Base):
+    """One signed endpoint (``POST /v1/events/{id}``) whose events fan out to automations."""
+
+    __tablename__ = "event_sources"
+    __table_args__ = (UniqueConstraint("org_id", "name", name="uq_event_sources_org_name"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    org_id: Mapped[str] = mapped_column(ID, ForeignKey("organizations.id"))
+    name: Mapped[str] = mapped_column(String(128))
+    # {"header": "X-GitHub-Event"} or {"path": "<JMESPath into the body>"}.
+    event_type: Mapped[dict[str, Any]]
+    signature_header: Mapped[str] = mapped_column(String(100))
+    delivery_id_header: Mapped[str] = mapped_column(String(100))
+    secret: Mapped[str] = mapped_column(Text)  # encrypted
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class EventDelivery(Base):
+    """Deliveries seen per source: a repeated delivery id gets the first answer again."""
+
+    __tablename__ = "event_deliveries"
+
+    source_id: Mapped[str] = mapped_column(
+        ID, ForeignKey("event_sources.id", ondelete="CASCADE"), primary_key=True
+    )
+    delivery_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    answer: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+
+
+class NotificationChannel(Base):
+    """Where events of an organization are POSTed as signed JSON (DESIGN 9.5)."""
+
+    __tablename__ = "notification_channels"
+    __table_args__ = (UniqueConstraint("org_id", "name", name="uq_notification_channels_org_name"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    org_id: Mapped[str] = mapped_column(ID, ForeignKey("organizations.id"))
+    name: Mapped[str] = mapped_column(String(128))
+    url: Mapped[str] = mapped_column(Text)
+    events: Mapped[list[str]] = mapped_column(JsonType)
+    automation_ids: Mapped[list[str] | None] = mapped_column(JsonType)
+    secret: Mapped[str] = mapped_column(Text)  # encrypted
+    created_at: Mapped[datetime]
+
+
+class NotificationDelivery(Base):
+    """The outbox: one row per (channel, event), written in the transaction that records
+    the event, then POSTed (and retried) by the deliverer."""
+
+    __tablename__ = "notification_deliveries"
+    __table_args__ = (
+        UniqueConstraint("channel_id", "event_key", name="uq_notification_deliveries_event"),
+        Index(
+            "ix_notification_deliveries_due",
+            "next_attempt_at",
+            **_partial("status = 'pending'"),
+        ),
+        Index("ix_notification_deliveries_channel", "channel_id", "created_at", "id"),
+        CheckConstraint("status IN ('pending', 'delivered', 'failed')", name="status"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    org_id: Mapped[str] = mapped_column(ID, ForeignKey("organizations.id"))
+    channel_id: Mapped[str] = mapped_column(
+        ID, ForeignKey("notification_channels.id", ondelete="CASCADE")
+    )
+    event: Mapped[str] = mapped_column(String(64))
+    # What makes the event unique for a channel (a run id, "srm:<automation>:<rev>"...).
+    event_key: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)  # the exact JSON bytes that are signed and sent
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    lease_until: Mapped[datetime | None]
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]

@@ -10,7 +10,8 @@ Counts are upserts (INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n)
 on both databases, so concurrent finishers never lose a count: on PostgreSQL
 they queue on the row lock, on SQLite on the write lock. Means and spreads
 are (n, mean, M2) merged with Chan's formula in the same statement (see
-:mod:`automation_server.experiments.stats.moments`).
+:mod:`automation_server.experiments.stats.moments`); the per-minute metric rows
+keep (n, sum, M2) and merge the same way.
 
 The statements are built once per dialect with bound parameters and run
 with plain parameter dicts (several metrics in one executemany), so a
@@ -79,11 +80,13 @@ def _upsert(
     keep: tuple[str, ...] = (),
     initial: tuple[str, ...] = (),
     moments: tuple[str, str, str] | None = None,
+    spread: tuple[str, str, str] | None = None,
 ) -> Insert:
     """INSERT the row, or on conflict add the ``add`` columns, take the newest ``keep``
     values, leave ``initial`` ones as first written, and merge one observation into the
-    ``moments`` (count, mean, m2) columns. Every value is a bound parameter of its name."""
-    names = [*key, *add, *keep, *initial, *(moments or ())]
+    ``moments`` (count, mean, m2) or ``spread`` (count, sum, m2) columns. Every value is
+    a bound parameter of its name."""
+    names = [*key, *add, *keep, *initial, *(moments or ()), *(spread or ())]
     stmt = _insert(dialect, model).values({name: bindparam(name) for name in names})
     table = model.__table__
     excluded = stmt.excluded  # type: ignore[attr-defined]
@@ -91,6 +94,8 @@ def _upsert(
     updates.update({name: excluded[name] for name in keep})
     if moments is not None:
         updates.update(_chan(table, excluded, *moments))
+    if spread is not None:
+        updates.update(_chan_of_sums(table, excluded, *spread))
     return stmt.on_conflict_do_update(index_elements=list(key), set_=updates)  # type: ignore[attr-defined, no-any-return]
 
 
@@ -103,6 +108,20 @@ def _chan(table: Any, excluded: Any, n: str, mean: str, m2: str) -> dict[str, An
         n: table.c[n] + excluded[n],
         mean: table.c[mean] + delta * n_b / total,
         m2: table.c[m2] + excluded[m2] + delta * delta * n_a * n_b / total,
+    }
+
+
+def _chan_of_sums(table: Any, excluded: Any, n: str, total: str, m2: str) -> dict[str, Any]:
+    """Chan's merge for rows that keep (n, sum, M2), the means being sum / n: the minute
+    rows kept a sum before M2 was added, and time series still read it. Only deviations
+    of means are squared, so nothing cancels. A NULL M2 (unknown, see migration 0011)
+    stays NULL: the minute's spread is still not known."""
+    n_a, n_b = cast(table.c[n], Float), cast(excluded[n], Float)
+    delta = excluded[total] / n_b - table.c[total] / n_a
+    return {
+        n: table.c[n] + excluded[n],
+        total: table.c[total] + excluded[total],
+        m2: table.c[m2] + excluded[m2] + delta * delta * n_a * n_b / (n_a + n_b),
     }
 
 
@@ -193,7 +212,10 @@ class ExperimentRollups:
             {**key, "name": name, "count": 1, "mean": value, "m2": 0.0}
             for name, value in metrics.items()
         ])  # fmt: skip
-        series = _upsert(dialect, ExperimentMetricMinute, (*MINUTE_KEY, "name"), ("count", "sum"))
+        series = _upsert(
+            dialect, ExperimentMetricMinute, (*MINUTE_KEY, "name"), spread=("count", "sum", "m2")
+        )
         _run(session, series, [
-            {**minute, "name": name, "count": 1, "sum": value} for name, value in metrics.items()
+            {**minute, "name": name, "count": 1, "sum": value, "m2": 0.0}
+            for name, value in metrics.items()
         ])  # fmt: skip

@@ -118,7 +118,7 @@ class ExperimentTimeseries:
     ) -> dict[tuple[str, int], tuple[int, int, int]]:
         """Runs, succeeded and finished per (variant, bucket) from the per-minute rollups."""
         m = ExperimentMinute
-        t = (m.minute * 60) // literal(step, Integer) * literal(step, Integer)
+        t = bucket_of(m.minute, step)
         rows = session.execute(
             select(m.variant, t, func.sum(m.runs), func.sum(m.succeeded), func.sum(m.finished))
             .where(
@@ -142,7 +142,7 @@ class ExperimentTimeseries:
         step: int,
     ) -> dict[tuple[str, int], tuple[int, float]]:
         m = ExperimentMetricMinute
-        t = (m.minute * 60) // literal(step, Integer) * literal(step, Integer)
+        t = bucket_of(m.minute, step)
         rows = session.execute(
             select(m.variant, t, func.sum(m.count), func.sum(m.sum))
             .where(
@@ -154,6 +154,13 @@ class ExperimentTimeseries:
             .group_by(m.variant, t)
         ).all()
         return {(v, int(b)): (int(n), float(total) / int(n)) for v, b, n, total in rows if n}
+
+
+def bucket_of(minute: Any, step: int) -> Any:
+    """The UTC-aligned start (epoch seconds) of the ``step``-second bucket holding a
+    minute column (epoch seconds // 60), as a SQL expression (integer division on both
+    databases)."""
+    return (minute * 60) // literal(step, Integer) * literal(step, Integer)
 
 
 def _minute(value: datetime) -> int:

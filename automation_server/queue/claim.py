@@ -26,14 +26,20 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
 from sqlalchemy import Select, Update, bindparam, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from automation_server.db.models import Automation, AutomationSecret, Revision, Run
+from automation_server.db.models import (
+    Automation,
+    AutomationSecret,
+    AutomationState,
+    Revision,
+    Run,
+)
 from automation_server.queue.clock import DbClock
 from automation_server.statuses import RunStatus
 
@@ -60,6 +66,8 @@ class ClaimedRun:
     network: str
     limits: dict[str, int]
     waited_s: float  # from due (queued or retry time) to claimed
+    # The automation's state as of the claim (the run's start): AUTOMATION_STATE.
+    state: dict[str, Any] = field(default_factory=dict)
 
 
 def _running_counts() -> Any:
@@ -221,19 +229,34 @@ def load_claimed(session: Session, rows: list[Any], revisions: RevisionCache) ->
         settings[row.id] = row
         if row.secret_name is not None:
             secrets[row.id][row.secret_name] = row.ciphertext
+    states = _states(session, {r.automation_id for r in rows})
     return [
         _claimed(
             r,
             settings[r.automation_id],
             variants[(r.automation_id, r.automation_revision)],
             secrets.get(r.automation_id, {}),
+            states.get(r.automation_id, {}),
         )
         for r in rows
     ]
 
 
+def _states(session: Session, automation_ids: set[str]) -> dict[str, dict[str, Any]]:
+    rows = session.execute(
+        select(AutomationState.automation_id, AutomationState.state).where(
+            AutomationState.automation_id.in_(automation_ids)
+        )
+    ).all()
+    return {automation_id: dict(state) for automation_id, state in rows}
+
+
 def _claimed(
-    row: Any, ctx: Any, variants: list[dict[str, Any]], secrets: dict[str, str]
+    row: Any,
+    ctx: Any,
+    variants: list[dict[str, Any]],
+    secrets: dict[str, str],
+    state: dict[str, Any],
 ) -> ClaimedRun:
     variant = next(v for v in variants if v["name"] == row.variant)
     return ClaimedRun(
@@ -255,4 +278,5 @@ def _claimed(
         network=ctx.network,
         limits=dict(ctx.limits),
         waited_s=max(0.0, (row.started_at - row.available_at).total_seconds()),
+        state=state,
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -36,6 +36,8 @@ class RunFacts:
     metrics: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     attempt: int = 1
+    # The automation's new state, reported by a run (``report.state``); None: unchanged.
+    state: dict[str, Any] | None = None
 
 
 class RunListener(Protocol):

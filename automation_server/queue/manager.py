@@ -45,6 +45,7 @@ from automation_server.queue.statements import (
     insert_run,
     last_run_update,
     requeue_update,
+    streak_step,
 )
 from automation_server.statuses import ACTIVE, FINISHED, RunStatus
 
@@ -256,13 +257,19 @@ class RunQueue:
 
     def _finished(self, session: Session, facts: RunFacts) -> None:
         """A run's final state: listeners hear of it here, in the same transaction."""
+        # First the automation's last run and failure streak: listeners read them.
+        session.execute(
+            last_run_update(),
+            {
+                "b_aid": facts.automation_id,
+                "b_run": facts.id,
+                "b_status": facts.status.value,
+                "b_streak": streak_step(facts),
+            },
+        )
         for listener in self._listeners:
             listener.run_finished(session, facts)
         self._metrics.runs_finished.labels(facts.status.value).inc()
-        session.execute(
-            last_run_update(),
-            {"b_aid": facts.automation_id, "b_run": facts.id, "b_status": facts.status.value},
-        )
         # A slot of this automation is free: other workers may claim its next run.
         self._notifier.runs_queued(session)
 

@@ -24,7 +24,8 @@ log = get_logger("notify")
 RUNS = "automation_runs"
 CANCEL = "automation_cancel"
 SCHEDULES = "automation_schedules"
-CHANNELS = (RUNS, CANCEL, SCHEDULES)
+OUTBOX = "automation_outbox"  # notifications waiting to be delivered
+CHANNELS = (RUNS, CANCEL, SCHEDULES, OUTBOX)
 
 Callback = Callable[[str], None]
 
@@ -59,6 +60,9 @@ class Notifier:
 
     def schedules_changed(self, session: Session) -> None:
         self._send(session, SCHEDULES, "")
+
+    def outbox_written(self, session: Session) -> None:
+        self._send(session, OUTBOX, "")
 
     def _send(self, session: Session, channel: str, payload: str) -> None:
         # One notification per channel and payload per transaction is enough: a

@@ -33,6 +33,8 @@ class RunResult:
     sandbox: str | None = None
     limits: dict[str, Any] | None = None
     origin: FailureOrigin = FailureOrigin.RUN
+    # The automation's new state (``report.state``), kept only if the run succeeds.
+    state: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         # Accept plain strings from callers; store the enums.

@@ -10,14 +10,14 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Select, Update, bindparam, insert, select, update
+from sqlalchemy import Select, Update, bindparam, case, insert, select, update
 
 from automation_server.db.models import Automation, Run
 from automation_server.ids import to_rfc3339
 from automation_server.queue.clock import DbClock
 from automation_server.queue.listeners import RunFacts
 from automation_server.queue.results import RunResult
-from automation_server.statuses import RunStatus
+from automation_server.statuses import FailureOrigin, RunStatus
 
 # The columns a transition reads from the locked run row.
 STATE = (
@@ -133,11 +133,31 @@ def final_update() -> Update:
 
 @cache
 def last_run_update() -> Update:
+    """The automation's last run, and its streak of failures the program caused
+    (``b_streak``: "reset" after a success, "count" after such a failure, else "keep";
+    the platform's failures, cancellations and skips neither count nor reset it)."""
+    streak = case(
+        (bindparam("b_streak") == "reset", 0),
+        (bindparam("b_streak") == "count", Automation.failure_streak + 1),
+        else_=Automation.failure_streak,
+    )
     return (
         update(Automation)
         .where(Automation.id == bindparam("b_aid"))
-        .values(last_run_id=bindparam("b_run"), last_run_status=bindparam("b_status"))
+        .values(
+            last_run_id=bindparam("b_run"),
+            last_run_status=bindparam("b_status"),
+            failure_streak=streak,
+        )
     )
+
+
+def streak_step(facts: RunFacts) -> str:
+    if facts.status == RunStatus.SUCCEEDED:
+        return "reset"
+    if facts.failure_origin == FailureOrigin.RUN:
+        return "count"
+    return "keep"
 
 
 def facts_of_state(row: Any, result: RunResult, status: RunStatus, origin: Any) -> RunFacts:
@@ -157,6 +177,7 @@ def facts_of_state(row: Any, result: RunResult, status: RunStatus, origin: Any) 
         metrics=dict(result.metrics),
         error=result.error,
         attempt=row.attempt,
+        state=result.state if status == RunStatus.SUCCEEDED else None,
     )
 
 

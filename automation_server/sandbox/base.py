@@ -62,6 +62,7 @@ class RunSpec:
     pythonpath_dir: Path | None = None  # host dir holding the in-run automation_sdk package
     python: Path = Path("/usr/bin/python3")  # interpreter `python3` resolves to inside
     environment_dir: Path | None = None  # host dir of the variant's installed packages
+    state_file: Path | None = None  # host file with the automation's state (JSON), read-only
 
 
 @dataclass(frozen=True)

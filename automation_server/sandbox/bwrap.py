@@ -92,6 +92,7 @@ WORKDIR = "/work"
 RUN_DIR = "/run/automation"
 OUTPUT_DIR = f"{RUN_DIR}/output"
 PAYLOAD = f"{RUN_DIR}/payload.json"
+STATE = f"{RUN_DIR}/state.json"
 SDK_DIR = f"{RUN_DIR}/sdk"
 ENV_DIR = f"{RUN_DIR}/env"  # the variant's packages, read-only
 BIN_DIR = f"{RUN_DIR}/bin"
@@ -388,6 +389,8 @@ class BwrapExecutor:
             "--bind", str(fs.output), OUTPUT_DIR,
             "--ro-bind", str(fs.payload), PAYLOAD,
         ]  # fmt: skip
+        if fs.state is not None:
+            args += ["--ro-bind", str(fs.state), STATE]
         if spec.pythonpath_dir is not None:
             args += ["--ro-bind", str(spec.pythonpath_dir), SDK_DIR]
         if spec.environment_dir is not None:
@@ -405,6 +408,7 @@ def _sandbox_paths(spec: RunSpec) -> RunPaths:
         workdir=WORKDIR,
         output_dir=OUTPUT_DIR,
         payload=PAYLOAD,
+        state=STATE if spec.state_file is not None else None,
         pythonpath=SDK_DIR if spec.pythonpath_dir is not None else None,
         bin_dirs=interpreter_dirs(spec.python, BIN_DIR),
         home=HOME,

@@ -44,6 +44,7 @@ class RunPaths:
     tmpdir: str
     # The variant's installed packages (importable after the SDK) and their scripts.
     packages: str | None = None
+    state: str | None = None  # the automation's state as of the run's start (read-only)
 
     def package_bin(self) -> tuple[str, ...]:
         return (f"{self.packages}/bin",) if self.packages else ()
@@ -72,6 +73,8 @@ def build_env(env: Mapping[str, str], paths: RunPaths) -> dict[str, str]:
         result.pop("PYTHONPATH", None)
     result["AUTOMATION_PAYLOAD"] = paths.payload
     result["AUTOMATION_OUTPUT_DIR"] = paths.output_dir
+    if paths.state is not None:
+        result["AUTOMATION_STATE"] = paths.state
     return result
 
 

@@ -51,6 +51,7 @@ class RunFs(Protocol):
     work: Path
     output: Path
     payload: Path
+    state: Path | None
 
     def check(self) -> str | None:
         """An error when the run is over its disk budget, else None."""
@@ -106,6 +107,7 @@ class TmpfsRunFs:
         self.work = mountpoint / "work"
         self.output = mountpoint / "output"
         self.payload = mountpoint / "payload.json"
+        self.state: Path | None = None
 
     @classmethod
     def create(cls, mountpoint: Path, spec: RunSpec, ident: Identity) -> TmpfsRunFs:
@@ -127,6 +129,10 @@ class TmpfsRunFs:
         try:
             shutil.copytree(spec.workdir, self.work, symlinks=True)
             shutil.copyfile(spec.payload_file, self.payload)
+            if spec.state_file is not None:
+                self.state = self.mountpoint / "state.json"
+                shutil.copyfile(spec.state_file, self.state)
+                self.state.chmod(0o444)
         except OSError as exc:
             if _is_enospc(exc):
                 raise RunInputError(
@@ -179,6 +185,7 @@ class InPlaceRunFs:
         self.work = spec.workdir
         self.output = spec.output_dir
         self.payload = spec.payload_file
+        self.state = spec.state_file
         self.cap_bytes = spec.limits.workdir_mb * MIB
         self.cap_mb = spec.limits.workdir_mb
 
@@ -193,6 +200,8 @@ class InPlaceRunFs:
             _chown_tree(fs.work, ident.uid, ident.gid)
             _chown_tree(fs.output, ident.uid, ident.gid)
             os.chown(fs.payload, ident.uid, ident.gid)
+        if fs.state is not None:
+            fs.state.chmod(0o444)  # readable by the run's user, written by nobody
         return fs
 
     def check(self) -> str | None:

@@ -144,6 +144,7 @@ def _host_paths(spec: RunSpec, bin_dir: Path, home: Path) -> RunPaths:
         workdir=str(spec.workdir),
         output_dir=str(spec.output_dir),
         payload=str(spec.payload_file),
+        state=str(spec.state_file) if spec.state_file is not None else None,
         pythonpath=str(spec.pythonpath_dir) if spec.pythonpath_dir is not None else None,
         bin_dirs=interpreter_dirs(spec.python, str(bin_dir)),
         home=str(home),

@@ -37,6 +37,7 @@ def build_worker(services: Services, *, concurrency: int | None = None) -> Worke
             max_bytes=settings.packages.env_cache_mb * 1_048_576,
         ),
         metrics=services.metrics,
+        max_state_bytes=settings.uploads.max_state_bytes,
     )
     w = settings.worker
     return Worker(

@@ -131,8 +131,10 @@ class RunExecution:
         archive_limits: ArchiveLimits,
         environments: EnvironmentCache | None = None,
         metrics: Metrics | None = None,
+        max_state_bytes: int = 256 * 1024,
     ) -> None:
         self._metrics = metrics
+        self._max_state_bytes = max_state_bytes
         self._environments = environments
         self._executor = executor
         self._cache = cache
@@ -192,6 +194,8 @@ class RunExecution:
         (root / "out").mkdir()
         payload_file = root / "payload.json"
         payload_file.write_text(json.dumps(task.payload))
+        state_file = root / "state.json"
+        state_file.write_text(json.dumps(task.state))
         return RunSpec(
             run_id=task.run_id,
             workdir=root / "src",
@@ -205,15 +209,17 @@ class RunExecution:
             pythonpath_dir=SDK_DIR,
             python=self._run_python,
             environment_dir=packages,
+            state_file=state_file,
         )
 
     def _result(self, outcome: Any, output_dir: Path) -> RunResult:
         status, error = RunStatus(outcome.status), outcome.error
         metrics: dict[str, float] = {}
         outputs: dict[str, Any] = {}
+        state: dict[str, Any] | None = None
         try:
-            report = read_report(output_dir)
-            metrics, outputs = report.metrics, report.outputs
+            report = read_report(output_dir, max_state_bytes=self._max_state_bytes)
+            metrics, outputs, state = report.metrics, report.outputs, report.state
         except ReportError as exc:
             if status == RunStatus.SUCCEEDED:
                 status, error = RunStatus.FAILED, f"invalid report: {exc}"
@@ -228,6 +234,7 @@ class RunExecution:
             log_truncated=outcome.log_truncated,
             sandbox=outcome.sandbox,
             limits=_limits_json(outcome.limits),
+            state=state,
         )
 
 

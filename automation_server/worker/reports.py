@@ -30,15 +30,19 @@ class ReportError(ValueError):
 class Report:
     metrics: dict[str, float] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
+    # The automation's new state (the last ``report.state`` call), or None: unchanged.
+    state: dict[str, Any] | None = None
 
 
-def read_report(output_dir: Path) -> Report:
+def read_report(output_dir: Path, *, max_state_bytes: int = 256 * 1024) -> Report:
     path = output_dir / REPORT_FILE
     report = Report()
     if not path.is_file() or path.is_symlink():
         return report
-    if path.stat().st_size > MAX_REPORT_BYTES:
-        raise ReportError(f"report.jsonl is over {MAX_REPORT_BYTES} bytes")
+    # A state may be up to max_state_bytes, written several times (the last one wins).
+    cap = MAX_REPORT_BYTES + 4 * max_state_bytes
+    if path.stat().st_size > cap:
+        raise ReportError(f"report.jsonl is over {cap} bytes")
     with path.open("rb") as fh:
         for number, raw in enumerate(fh, start=1):
             if raw.strip():
@@ -49,7 +53,22 @@ def read_report(output_dir: Path) -> Report:
     size = len(json.dumps(report.outputs))
     if size > MAX_OUTPUTS_BYTES:
         raise ReportError(f"outputs total {size} bytes, over the limit of {MAX_OUTPUTS_BYTES}")
+    _check_state(report.state, max_state_bytes)
     return report
+
+
+def _check_state(state: dict[str, Any] | None, max_bytes: int) -> None:
+    if state is None:
+        return
+    problem = storable_problem(state)
+    if problem:
+        raise ReportError(f"the state {problem}")
+    size = len(json.dumps(state, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > max_bytes:
+        raise ReportError(
+            f"report.state: the state is {size} bytes, over the limit of {max_bytes} bytes "
+            "(AUTOMATION_MAX_STATE_BYTES); keep less between runs"
+        )
 
 
 def _parse(raw: bytes, number: int) -> dict[str, Any]:
@@ -86,8 +105,13 @@ def _apply(report: Report, record: dict[str, Any], number: int) -> None:
         if key not in report.outputs and len(report.outputs) >= MAX_OUTPUTS:
             raise ReportError(f"report.jsonl line {number}: more than {MAX_OUTPUTS} outputs")
         report.outputs[str(key)] = record.get("value")
+    elif kind == "state":
+        value = record.get("value")
+        if not isinstance(value, dict):
+            raise ReportError(f"report.jsonl line {number}: the state must be a JSON object")
+        report.state = value
     else:
-        raise ReportError(f"report.jsonl line {number}: type must be 'metric' or 'output'")
+        raise ReportError(f"report.jsonl line {number}: type must be 'metric', 'output' or 'state'")
 
 
 def _check_name(name: object, number: int) -> None:

@@ -347,7 +347,7 @@ def dispatch_cmd(
 @click.option("--experiment", "experiment_id", default=None)
 @click.option("--variant", default=None)
 @click.option("--status", default=None, help="queued, running, succeeded, failed, ...")
-@click.option("--trigger", default=None, help="manual, cron, interval, webhook")
+@click.option("--trigger", default=None, help="manual, cron, interval, webhook, event")
 @click.option("--since", default=None, help="RFC 3339 time (inclusive).")
 @click.option("--until", default=None, help="RFC 3339 time (exclusive).")
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)

@@ -8,6 +8,8 @@ before a crash are kept.
     from automation_sdk import report
     report.metric("latency_ms", 412)
     report.output("summary", {"tickets": 3})
+    seen = report.current_state().get("last_ticket", 0)
+    report.state({"last_ticket": seen + 3})
 """
 
 from __future__ import annotations
@@ -39,6 +41,27 @@ def metric(name: str, value: float) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ValueError(f"metric {name!r}: value must be a finite number, got {value!r}")
     _write({"type": "metric", "name": name, "value": value})
+
+
+def state(value: dict[str, Any]) -> None:
+    """Set the automation's state for its next runs (a JSON object; the last call wins).
+
+    It is kept only if this run succeeds. The state as of this run's start is in the
+    file named by ``AUTOMATION_STATE`` (see :func:`current_state`).
+    """
+    if not isinstance(value, dict):
+        raise TypeError(f"state must be a dict (a JSON object), got {type(value).__name__}")
+    _write({"type": "state", "value": value})
+
+
+def current_state() -> dict[str, Any]:
+    """The automation's state as of this run's start (``{}`` at first)."""
+    path = os.environ.get("AUTOMATION_STATE")
+    if not path:
+        raise RuntimeError("AUTOMATION_STATE is not set: report.current_state works inside a run")
+    with open(path, encoding="utf-8") as fh:
+        loaded = json.load(fh)
+    return loaded if isinstance(loaded, dict) else {}
 
 
 def output(key: str, value: Any) -> None:

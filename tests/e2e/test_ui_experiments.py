@@ -6,11 +6,14 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.e2e.ui_support import (
+    ARTIFACTS,
     SCRIPT_REPORTING,
     Ui,
     screenshot,
@@ -21,6 +24,20 @@ from tests.e2e.ui_support import (
 )
 from tests.support import SqliteDatabases
 
+SCRIPT_MANY_METRICS = """
+import os, random, sys
+from automation_sdk import report
+shift = float(os.environ["SHIFT"])
+report.metric("score", 1.0 + shift + random.gauss(0, 0.15))
+report.metric("latency_ms", 400 - 150 * shift + random.gauss(0, 40))
+report.metric("tokens_per_request_generated", 900 + random.gauss(0, 60))
+report.metric("judge_quality_rating_0_to_10", 6 + 2 * shift + random.gauss(0, 1))
+report.metric("cost_usd_per_thousand_requests", 2.5 + random.gauss(0, 0.3))
+if random.random() < float(os.environ["FAIL_P"]):
+    sys.exit(1)
+"""
+WIDE = {"width": 1300, "height": 900}
+READING = re.compile(r"^[+−]\d[\d,]*(\.\d+)?( pp| ms)? \[[+−]\d[\d,.]*, [+−]\d[\d,.]*\]")
 PERCENT_INTERVAL = re.compile(r"^\d{1,3}\.\d% \[\d{1,3}\.\d–\d{1,3}\.\d\]$")
 ESTIMATE = re.compile(r"^−?\d[\d,]*(\.\d+)? \[−?\d[\d,]*(\.\d+)?–−?\d[\d,]*(\.\d+)?\]")
 
@@ -178,3 +195,117 @@ def test_disables_and_enables_from_the_list(ui: Ui) -> None:
     page.click(f"{row} button[type=submit]")
     page.wait_for_url(re.compile(r".*notice=enabled$"))
     assert ui.stack.http.get(f"/v1/automations/{automation['id']}").json()["enabled"]
+
+
+@pytest.fixture(scope="module")
+def spread_experiment(ui: Ui) -> dict[str, Any]:
+    """A control and a better treatment with five metrics (latency declared lower is
+    better), 72 runs created over the past three hours, all finished."""
+    ref = ui.stack.upload({"main.py": SCRIPT_MANY_METRICS})
+    automation = ui.stack.create(
+        name=unique("spread"),
+        experiment_id=unique("spread-exp"),
+        concurrency={"max_running": 100, "on_overlap": "queue"},
+        env={"FAIL_P": "0.25"},
+        metrics={"latency_ms": {"direction": "lower", "unit": "ms"}},
+        variants=[
+            {"name": "control", "weight": 1, "tarball": ref, "env": {"SHIFT": "0"}},
+            {"name": "treatment", "weight": 1, "tarball": ref, "env": {"SHIFT": "0.4"}},
+        ],
+    )
+    start = datetime.now(UTC) - timedelta(hours=3)
+    ids = [ui.dispatch_at(automation["id"], start + timedelta(minutes=2.5 * i)) for i in range(72)]
+    for run_id in ids:
+        ui.stack.wait(run_id, timeout=120)
+    return automation
+
+
+EFFECTS = (
+    "effect:success_rate",
+    "effect:score",
+    "effect:latency_ms",
+    "effect:cost_usd_per_thousand_requests",
+)
+
+
+def test_effect_charts_show_cumulative_differences_with_intervals(
+    ui: Ui, spread_experiment: dict[str, Any]
+) -> None:
+    page = ui.signed_in_page(ui.key())
+    page.goto(f"/ui/experiments/{spread_experiment['experiment_id']}")
+    assert "5m buckets" in text_of(page, "#effects h2") + text_of(page, "body")
+    assert page.locator("select[name=bucket] option:checked").inner_text() == "auto (5m)"
+    for chart in EFFECTS:
+        figure = f"figure[data-chart='{chart}']"
+        assert page.locator(f"{figure} svg line.zero").count() == 1, chart
+        assert "0: no difference" in svg_text(page, figure)  # the zero line's label
+        band = page.locator(f"{figure} path.band[data-variant='treatment']")
+        assert band.count() == 1, chart
+        d = band.get_attribute("d") or ""
+        assert d.startswith("M") and d.endswith("Z") and d.count("L") > 20, chart
+        line = page.locator(f"{figure} path.series[data-variant='treatment']")
+        assert (line.get_attribute("d") or "").count("L") > 10, chart
+        reading = text_of(page, f"{figure} li[data-variant='treatment'] .reading")
+        assert READING.match(reading), (chart, reading)
+    # The last point is what the table says now.
+    versus = page.locator("#versus tr", has_text="success rate").first
+    always = versus.locator("td").nth(4).inner_text().strip()
+    assert text_of(page, "figure[data-chart='effect:success_rate'] .reading") == always
+    latency = svg_text(page, "figure[data-chart='effect:latency_ms']")
+    assert "▲ treatment worse" in latency and "▼ treatment better" in latency
+    assert text_of(page, "figure[data-chart='effect:latency_ms'] .reading").endswith("] ms")
+    # Per-bucket charts keep one line per variant and write each line's latest value.
+    labels = page.locator("figure[data-chart='metric:score'] text.end-label")
+    assert labels.count() == 2
+    screenshot(page, "experiment-effects")
+    page.locator("#effects").screenshot(path=str(screenshot_path("effects-section")))
+    for chart in ("effect:success_rate", "effect:latency_ms", "metric:score"):
+        shot = screenshot_path("chart-" + chart.replace(":", "-"))
+        page.locator(f"figure[data-chart='{chart}']").screenshot(path=str(shot))
+
+
+def screenshot_path(name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS / f"{name}.png"
+
+
+def svg_text(page: Any, figure: str) -> str:
+    """The words of a figure's chart (SVG has text content, not rendered inner text)."""
+    return re.sub(r"\s+", " ", page.locator(f"{figure} > svg").text_content() or "").strip()
+
+
+def test_wide_table_scrolls_inside_the_page_at_1300px(
+    ui: Ui, spread_experiment: dict[str, Any]
+) -> None:
+    page = ui.signed_in_page(ui.key(), viewport=WIDE)
+    page.goto(f"/ui/experiments/{spread_experiment['experiment_id']}")
+    assert page.locator("#comparison th").count() >= 11  # five metric columns
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 1300, width
+    table = page.evaluate(
+        "(() => { const t = document.querySelector('#comparison');"
+        " const box = t.parentElement; return [t.scrollWidth, box.clientWidth]; })()"
+    )
+    assert table[1] <= 1300
+    screenshot(page, "experiment-1300px")
+    page.screenshot(path=str(screenshot_path("experiment-1300px-top")))  # the viewport only
+
+
+def test_effect_charts_read_without_javascript_and_follow_the_bucket(
+    ui: Ui, spread_experiment: dict[str, Any]
+) -> None:
+    context = ui.browser.new_context(base_url=ui.base_url, java_script_enabled=False, viewport=WIDE)
+    ui.contexts.append(context)
+    page = context.new_page()
+    sign_in(page, ui.key())
+    page.goto(f"/ui/experiments/{spread_experiment['experiment_id']}?bucket=1h")
+    assert page.locator("select[name=bucket] option:checked").inner_text() == "1h"
+    assert "1h buckets" in text_of(page, "body")
+    figure = "figure[data-chart='effect:score']"
+    assert page.locator(f"{figure} path.band").count() == 1
+    assert page.locator(f"{figure} line.zero").count() == 1
+    # Three hours in hourly buckets: a handful of points, each a marker with a tooltip.
+    markers = page.locator(f"{figure} circle")
+    assert 3 <= markers.count() <= 5
+    assert "measured runs" in (markers.first.locator("title").text_content() or "")
+    screenshot(page, "experiment-1h-no-js")

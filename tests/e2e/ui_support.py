@@ -2,15 +2,18 @@
 
 Each UI test module starts one stack (API + worker + bubblewrap, on SQLite) and
 one browser; each test gets a fresh browser context, so cookies never leak
-between tests. Screenshots go to tests/artifacts/ui/ for a person to look at.
+between tests. Screenshots go to tests/artifacts/ui/ (or $UI_SHOTS_DIR) for a
+person to look at.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +33,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "ui"
+ARTIFACTS = Path(
+    os.environ.get("UI_SHOTS_DIR") or Path(__file__).resolve().parents[1] / "artifacts" / "ui"
+)
 VIEWPORT = {"width": 1440, "height": 900}  # a laptop screen
 
 
@@ -44,9 +49,9 @@ class Ui:
     def base_url(self) -> str:
         return self.stack.server.base_url
 
-    def page(self) -> Any:
+    def page(self, viewport: dict[str, int] | None = None) -> Any:
         """A new page in a fresh browser context (no cookies)."""
-        context = self.browser.new_context(base_url=self.base_url, viewport=VIEWPORT)
+        context = self.browser.new_context(base_url=self.base_url, viewport=viewport or VIEWPORT)
         context.set_default_timeout(15_000)
         self.contexts.append(context)
         return context.new_page()
@@ -54,10 +59,26 @@ class Ui:
     def key(self, org: str = "acme", scope: str = "admin") -> str:
         return self.stack.server.new_key(org, scope)
 
-    def signed_in_page(self, key: str) -> Any:
-        page = self.page()
+    def signed_in_page(self, key: str, viewport: dict[str, int] | None = None) -> Any:
+        page = self.page(viewport)
         sign_in(page, key)
         return page
+
+    def dispatch_at(self, automation_id: str, when: datetime) -> str:
+        """Queue a run as if it had been created at ``when`` (the scheduler's batch time
+        is the run's creation time), so experiments can have a past; its id."""
+        from automation_server.db.models import Automation
+        from automation_server.dispatch.service import Batch
+
+        services = self.stack.services
+        with services.db.write() as session:
+            automation = session.get(Automation, automation_id)
+            assert automation is not None
+            batch = Batch.load(session, services.queue, [automation], when)
+            run = services.dispatcher.enqueue(
+                session, automation, trigger="manual", payload={}, batch=batch
+            )
+            return str(run.id)
 
     def close_contexts(self) -> None:
         for context in self.contexts:

@@ -61,6 +61,9 @@ def automation(**overrides: Any) -> AutomationOut:
         "next_run_at": "2026-11-25T08:00:00Z",
         "last_run": None,
         "missed_ticks": 0,
+        "disable_after_failures": 0,
+        "consecutive_failures": 0,
+        "disabled_reason": None,
     }
     fields.update(overrides)
     return AutomationOut(**fields)

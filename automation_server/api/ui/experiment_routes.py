@@ -1,4 +1,5 @@
-"""Experiments: the list, and one experiment's comparison table and overlay charts."""
+"""Experiments: the list, and one experiment's comparison table and charts: each
+treatment's cumulative effect against the control, and the per-bucket overlays."""
 
 from __future__ import annotations
 
@@ -11,12 +12,27 @@ from litestar.params import FromPath, FromQuery
 
 from automation_server.api.deps import ServicesDep
 from automation_server.api.ui import format as fmt
-from automation_server.api.ui.chart import Chart, Point, colors_for, line_chart
+from automation_server.api.ui.chart import (
+    Chart,
+    EffectChart,
+    EffectValue,
+    Point,
+    colors_for,
+    effect_chart,
+    line_chart,
+    tick_text,
+)
 from automation_server.api.ui.deps import SessionDep
 from automation_server.api.ui.render import page
 from automation_server.api.ui.views import metric_names, variant_names
 from automation_server.automations.schemas import AutomationOut
 from automation_server.errors import NotFound
+from automation_server.experiments.effects import (
+    SUCCESS_RATE,
+    EffectPoint,
+    Effects,
+    ExperimentEffects,
+)
 from automation_server.experiments.timeseries import BUCKETS
 from automation_server.ids import utcnow
 from automation_server.security.accounts import Caller
@@ -28,7 +44,10 @@ AUTOMATION_SCAN_LIMIT = 500
 
 
 def auto_bucket(first_run_at: str | None, now: datetime) -> str:
-    """The finest bucket that keeps a line under ``TARGET_POINTS`` points."""
+    """The finest bucket that keeps a line under ``TARGET_POINTS`` points, from the
+    experiment's age: 1 min up to 1.5 h old, then 5 min, 15 min, 1 h, 6 h and 1 day, so
+    a chart has roughly 20 to 90 points (a younger experiment fewer, a minute being the
+    finest bucket the rollups keep; one older than 90 days more, a day each)."""
     first = fmt.parse_time(first_run_at)
     span = (now - first).total_seconds() if first else 0.0
     for name, step in BUCKETS.items():
@@ -85,7 +104,7 @@ def charts_for(
         )
 
     def count_label(v: float) -> str:
-        return fmt.number(v)
+        return f"{round(v):,}"  # runs are whole: "9", not "9.00"
 
     charts: list[tuple[str, Chart]] = []
     for name in metrics:
@@ -125,6 +144,81 @@ def charts_for(
         )
     )
     return charts
+
+
+def _signed_tick(value: float, step: float, unit: str = "") -> str:
+    """+50 pp, 0, -50 pp (a typographic minus): the axis of a difference is signed."""
+    text = tick_text(value, step)
+    if text == "0":
+        return text
+    sign = "" if text.startswith("\u2212") else "+"
+    return f"{sign}{text}{unit}"
+
+
+def _effect_values(effects: Effects) -> list[tuple[str, list[EffectValue]]]:
+    def value(p: EffectPoint) -> EffectValue:
+        note = f"{p.treatment.count} vs {p.control.count} measured runs"
+        return EffectValue(p.t, p.estimate, p.interval, note)
+
+    return [(s.variant, [value(p) for p in s.points]) for s in effects.series]
+
+
+def effect_charts(
+    services: Services,
+    caller: Caller,
+    experiment_id: str,
+    *,
+    summary: dict[str, Any],
+    bucket: str,
+    colors: dict[str, str],
+) -> list[tuple[str, EffectChart]]:
+    """The success rate's and each metric's cumulative effect chart; (id, chart) pairs."""
+    reader = ExperimentEffects(services.db)
+    control = summary["control"]
+    charts = []
+    for measure in [SUCCESS_RATE, *metric_names(summary)]:
+        effects = reader.effects(
+            caller,
+            experiment_id,
+            measure=measure,
+            control=control,
+            bucket=bucket,
+            include_forced=summary["include_forced"],
+        )
+        facts = summary["metrics"].get(measure, {})
+        charts.append((f"effect:{measure}", _effect_chart(effects, facts, colors)))
+    return charts
+
+
+def _effect_chart(effects: Effects, facts: dict[str, Any], colors: dict[str, str]) -> EffectChart:
+    rate = effects.measure == SUCCESS_RATE
+    unit = "pp" if rate else str(facts.get("unit") or "")
+    name = "Success rate" if rate else effects.measure
+    note = ""
+    if effects.complete_from is not None:
+        note = (
+            f"From {effects.complete_from:%Y-%m-%d %H:%M} UTC on: the spread of earlier "
+            "minutes is not known (recorded before it was kept)."
+        )
+
+    def reading(v: EffectValue) -> str:
+        text = fmt.difference(v.estimate, v.interval, points=rate)
+        return text if rate or not unit else f"{text} {unit}"
+
+    def tick(value: float, step: float) -> str:
+        return _signed_tick(value * 100, step * 100, " pp") if rate else _signed_tick(value, step)
+
+    title = f"{name} ({unit})" if unit else name
+    return effect_chart(
+        f"{title} against {effects.control}",
+        _effect_values(effects),
+        colors=colors,
+        reading=reading,
+        tick_label=tick,
+        better="down" if facts.get("direction") == "lower" else "up",
+        bounds=(-1.0, 1.0) if rate else None,
+        note=note,
+    )
 
 
 class ExperimentPages(Controller):
@@ -182,7 +276,8 @@ class ExperimentPages(Controller):
         names = variant_names(summary)
         metrics = metric_names(summary)
         colors = colors_for(names)
-        chosen = bucket if bucket in BUCKETS else auto_bucket(entry["first_run_at"], utcnow())
+        automatic = auto_bucket(entry["first_run_at"], utcnow())
+        chosen = bucket if bucket in BUCKETS else automatic
         return page(
             "experiment.html",
             summary=summary,
@@ -191,7 +286,12 @@ class ExperimentPages(Controller):
             metrics=metrics,
             colors=colors,
             bucket=chosen,
+            bucket_asked=bucket if bucket in BUCKETS else None,
+            auto_bucket=automatic,
             buckets=list(BUCKETS),
+            effect_charts=effect_charts(
+                services, caller, experiment_id, summary=summary, bucket=chosen, colors=colors
+            ),
             charts=charts_for(
                 services,
                 caller,

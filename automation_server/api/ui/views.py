@@ -8,7 +8,7 @@ from automation_server.api.ui import format as fmt
 
 FINISHED = frozenset({"succeeded", "failed", "timed_out", "cancelled", "skipped"})
 STATUSES = ("queued", "running", "succeeded", "failed", "timed_out", "cancelled", "skipped")
-TRIGGERS = ("manual", "cron", "interval", "webhook")
+TRIGGERS = ("manual", "cron", "interval", "webhook", "event")
 
 # Messages after a successful form: the redirect names one of these codes, so no
 # text from a URL is ever shown to the user.
