@@ -28,6 +28,7 @@ EXPECTED_ENV = {
     "AUTOMATION_ATTEMPT",
     "AUTOMATION_PAYLOAD",
     "AUTOMATION_OUTPUT_DIR",
+    "AUTOMATION_STATE",
     "PATH",
     "HOME",
     "TMPDIR",
@@ -143,3 +144,24 @@ def test_run_log_is_served_as_text(stack: Stack) -> None:
     assert r.headers["content-type"].startswith("text/plain")
     assert "out" in r.text and "err" in r.text
     assert json.loads(json.dumps(run))["log_truncated"] is False
+
+
+STATEFUL = """
+from automation_sdk import report
+seen = report.current_state().get("count", 0)
+print("seen", seen, flush=True)
+report.state({"count": seen + 1})
+"""
+
+
+def test_state_is_carried_from_one_successful_run_to_the_next(stack: Stack) -> None:
+    auto = stack.create(name="stateful", tarball=stack.upload({"main.py": STATEFUL}))
+    for expected in (1, 2):
+        run = stack.wait(stack.dispatch(auto["id"])["id"])
+        assert run["status"] == "succeeded", run
+        state = stack.http.get(f"/v1/automations/{auto['id']}/state").json()
+        assert state["state"] == {"count": expected} and state["updated_by_run"] == run["id"]
+    too_big = "from automation_sdk import report\nreport.state({'x': 'y' * 300000})\n"
+    big = stack.create(name="bigstate", tarball=stack.upload({"main.py": too_big}))
+    run = stack.wait(stack.dispatch(big["id"])["id"])
+    assert run["status"] == "failed" and "AUTOMATION_MAX_STATE_BYTES" in run["error"]
