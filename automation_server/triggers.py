@@ -1,32 +1,36 @@
 """Trigger parsing and fire-time arithmetic for cron and interval automations.
 
-Cron meaning (DESIGN section 6) is Vixie cron's, not APScheduler's
-``CronTrigger.from_crontab`` (which numbers weekdays from Monday = 0 and ANDs the
-two day fields). We parse the five crontab fields ourselves, validate them with
-messages a user can act on, and hand explicit fields to APScheduler 3.x
-``CronTrigger`` objects (``OrTrigger`` of two when both day fields are
-restricted), which do the calendar search.
+Cron meaning (DESIGN section 6) is Debian cron's, computed by ``cronsim``: 0 and 7
+are Sunday, names are allowed, and when neither day field starts with ``*`` a day
+matching either fires. This module is a thin layer in front of it that
 
-Daylight saving. APScheduler 3.11, given a zone, fires a wall-clock time that
-occurs twice at *both* occurrences, and a skipped wall-clock time (02:30 on a
-spring-forward night) at wall time + the jump, i.e. 03:30 rather than 03:00
-(it builds ``datetime(..., 2, 30, tzinfo=zone, fold=0)``, which PEP 495 reads
-with the pre-change offset). Both differ from the contract, so the triggers run
-on *naive local wall-clock time* (a UTC trigger fed wall times) and this module
-maps each matching wall time to real instants itself:
+* validates the expression first, with messages a user can act on (cronsim only
+  says "Bad minute"), and rejects cronsim's extensions (``L``, ``LW``, ``#``,
+  seconds fields); it expands the ``@daily``-style macros cronsim lacks;
+* rewrites a day-of-week range ending in ``sun`` (``fri-sun``) to end in ``7``:
+  cron reads such a Sunday as 7, cronsim as 0 and then calls the range reversed.
 
-* a wall time that exists once fires at that instant;
-* fixed-hour jobs (hour field not starting with ``*``, e.g. ``30 2 * * *``):
-  a wall time that occurs twice fires once, at its first occurrence; a wall
-  time skipped by the change fires once, at the moment of the change (03:00
-  local for a 02:30 job in Europe/Berlin on 2026-03-29 = 01:00 UTC). Several
-  skipped times (``*/15 2 * * *``) collapse into that one fire;
-* wildcard-hour jobs (hour field starting with ``*``, e.g. ``30 * * * *`` or
-  ``*/10 */2 * * *``): every real instant whose local wall time matches fires,
-  so the repeated hour of a fall-back fires twice and the skipped hour of a
-  spring-forward not at all; the job keeps its real-time rhythm. This is
-  Vixie cron's split between "wildcard" and fixed-time jobs, keyed on the hour
-  field only (Vixie also treats a ``*`` minute as wildcard).
+Daylight saving. Section 6: a wall-clock time that occurs twice fires once, at
+its first occurrence; a time skipped by the change fires once, at the moment of
+the change (03:00 for a 02:30 job); several skipped times collapse into that one
+fire. We apply that to every job whose hour field does not start with ``*``.
+cronsim implements exactly this for the jobs it deems "fixed-time", but, like
+Debian, only when *neither* minute nor hour starts with ``*``, so for a fixed
+hour we hand it the minute field with a leading ``*`` spelled ``0-59`` (same
+minutes): ``*/20 2 * * *`` then collapses and fires once per day too.
+
+Jobs whose hour field starts with ``*`` (``30 * * * *``, ``*/10 */2 * * *``) keep
+their real-time rhythm: every real instant whose local wall time matches fires,
+so a repeated hour fires twice and a skipped one not at all. cronsim's stepping
+for the jobs it does not deem fixed-time advances whole hours of real time from
+the top of a local hour, which goes wrong when a change is not a whole hour or
+not at the top of one: on Australia/Lord_Howe's 30-minute change of 4 October
+2026 ``30 * * * *`` skips 02:30 +11 and ``0 */3 * * *`` skips 03:00; asked at
+14:00 UTC on 4 April 2026, Pacific/Chatham's ``0 */3 * * *`` answers 13:15 UTC,
+before the question, and its ``* 3 * * *`` goes from 13:59 back to 13:15 UTC
+for ever. So for hour-``*`` jobs cronsim only enumerates naive wall times and
+each match is mapped to the real instants that show it; the ``0-59`` spelling
+above keeps fixed-hour jobs out of that stepping too.
 
 Interval schedules tick at ``anchor + k * seconds`` for k >= 1, computed with
 exact integer microseconds, so every replica derives the same instants from the
@@ -39,13 +43,12 @@ from __future__ import annotations
 
 import re
 import zoneinfo
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
-from apscheduler.triggers.combining import OrTrigger
-from apscheduler.triggers.cron import CronTrigger
+from cronsim import CronSim, CronSimError
 
 from automation_server.errors import Invalid
 
@@ -72,7 +75,6 @@ MAX_INTERVAL_SECONDS = 10 * 365 * 24 * 3600
 #: interval since the Unix epoch, which every replica agrees on.
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-_ONE_MINUTE = timedelta(minutes=1)
 _NUMBER = re.compile(r"[0-9]+")
 _FIELD_ORDER = "minute hour day-of-month month day-of-week"
 # Zone files that exist on a host but are not IANA zones: 'localtime' is the
@@ -88,45 +90,36 @@ _MACROS = {
     "@hourly": "0 * * * *",
 }
 _MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
-_CRON_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
-# APScheduler numbers weekdays from Monday = 0; its names avoid any doubt.
-_APS_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-# Longest month lengths (February counts its leap day) for "never fires" checks.
-_MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 
 
 class _FieldSpec(NamedTuple):
     name: str
     low: int
     high: int
-    names: dict[str, int]
+    names: tuple[str, ...]  # names[i] is the value low + i
     names_hint: str
 
 
-_MINUTE = _FieldSpec("minute", 0, 59, {}, "")
-_HOUR = _FieldSpec("hour", 0, 23, {}, "")
-_DOM = _FieldSpec("day-of-month", 1, 31, {}, "")
-_MONTH = _FieldSpec("month", 1, 12, {n: i + 1 for i, n in enumerate(_MONTHS)}, "jan-dec")
+_MINUTE = _FieldSpec("minute", 0, 59, (), "")
+_HOUR = _FieldSpec("hour", 0, 23, (), "")
+_DOM = _FieldSpec("day-of-month", 1, 31, (), "")
+_MONTH = _FieldSpec("month", 1, 12, _MONTHS, "jan-dec")
 # 7 is accepted as a second Sunday, as in every cron.
-_DOW = _FieldSpec("day-of-week", 0, 7, {n: i for i, n in enumerate(_CRON_WEEKDAYS)}, "sun-sat")
+_DOW = _FieldSpec("day-of-week", 0, 7, _WEEKDAYS, "sun-sat")
+_SPECS = (_MINUTE, _HOUR, _DOM, _MONTH, _DOW)
 
 
 class _CronError(Exception):
     """A problem in one crontab expression, worded for the user."""
 
 
-@dataclass(frozen=True)
-class _CronFields:
-    """The parsed crontab: value sets plus the flags cron derives from the text."""
+class _Compiled(NamedTuple):
+    """A validated crontab as cronsim reads it, plus what equality compares."""
 
-    minutes: frozenset[int]
-    hours: frozenset[int]
-    days: frozenset[int]
-    months: frozenset[int]
-    weekdays: frozenset[int]  # cron numbering, Sunday = 0 (7 folded into 0)
-    days_star: bool  # day-of-month text starts with '*': unrestricted for the OR rule
-    weekdays_star: bool
-    hours_star: bool  # wildcard-hour job: see the DST rules in the module docstring
+    cron: str  # five fields in cronsim's syntax
+    fixed_hour: bool  # hour field not starting with '*': section 6's DST rules apply
+    key: tuple[object, ...]  # the meaning: value sets, the day-field AND flag, fixed_hour
 
 
 # -- public protocol ---------------------------------------------------------
@@ -151,14 +144,13 @@ class Schedule(Protocol):
 class CronSchedule:
     """A validated 5-field crontab in an IANA time zone. Build with :func:`parse_cron`."""
 
-    __slots__ = ("_fields", "_trigger", "_zone", "expression", "timezone")
+    __slots__ = ("_compiled", "_zone", "expression", "timezone")
 
-    def __init__(self, expression: str, timezone: str, fields: _CronFields) -> None:
+    def __init__(self, expression: str, timezone: str, compiled: _Compiled) -> None:
         self.expression = expression
         self.timezone = timezone
-        self._fields = fields
+        self._compiled = compiled
         self._zone = parse_timezone(timezone)
-        self._trigger = _build_trigger(fields)
 
     def __repr__(self) -> str:
         return f"CronSchedule({self.expression!r}, timezone={self.timezone!r})"
@@ -166,15 +158,18 @@ class CronSchedule:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, CronSchedule):
             return NotImplemented
-        return (self._fields, self.timezone) == (other._fields, other.timezone)
+        return (self._compiled.key, self.timezone) == (other._compiled.key, other.timezone)
 
     def __hash__(self) -> int:
-        return hash((self._fields, self.timezone))
+        return hash((self._compiled.key, self.timezone))
 
     def next_after(self, after: datetime) -> datetime | None:
         """The first fire time strictly after ``after``, as an aware UTC datetime."""
+        after = _as_utc(after, "after")
         try:
-            return self._next_after(_as_utc(after, "after"))
+            if self._compiled.fixed_hour:
+                return self._next_fixed(after)
+            return self._next_every_pass(after)
         except OverflowError:  # the search ran past year 9999
             return None
 
@@ -182,50 +177,38 @@ class CronSchedule:
         """Fire times t with start < t <= end, oldest first, at most ``limit``."""
         return _collect(self, start, end, limit)
 
-    def _next_after(self, after: datetime) -> datetime | None:
-        # Wall times are not monotonic in real time across a fall-back, so the
-        # search starts early enough to see the repeated hour and keeps the
-        # earliest real instant found. A wall time's *first* instant is
-        # monotonic in the wall time, so once it passes the best candidate no
-        # later wall time can do better.
+    def _next_fixed(self, after: datetime) -> datetime | None:
+        # In its fixed-time mode (see _compile) cronsim walks naive wall time and
+        # reads a repeated time at its first occurrence, so started inside the
+        # second pass of a fall-back it yields first-pass instants that are
+        # already behind us: skip them.
+        for fire in CronSim(self._compiled.cron, after.astimezone(self._zone)):
+            if fire > after:
+                return fire.astimezone(UTC)
+        return None  # cronsim gives up after 50 years without a match
+
+    def _next_every_pass(self, after: datetime) -> datetime | None:
+        # After a fall-back a later instant can show an earlier wall time than
+        # ``after`` does, so the wall-time search starts that much earlier and
+        # keeps the earliest instant found. A wall time's first instant grows
+        # with the wall time, so once it passes the best one nothing later wins.
+        # A naive start: cronsim then does no zone arithmetic at all.
         local = after.astimezone(self._zone).replace(tzinfo=None)
-        wall = local.replace(second=0, microsecond=0) - self._fold_margin(after)
         best: datetime | None = None
-        while True:
-            found = self._next_wall(wall)
-            if found is None:
-                return best
-            instants = self._instants(found)
-            for instant in instants:
-                if instant > after and (best is None or instant < best):
-                    best = instant
+        for wall in CronSim(self._compiled.cron, local - self._set_back_within_a_day(after)):
+            instants = _instants(wall, self._zone)
+            later = [instant for instant in instants if instant > after]
+            if later and (best is None or later[0] < best):
+                best = later[0]
             if best is not None and instants and instants[0] >= best:
-                return best
-            wall = found + _ONE_MINUTE
+                break
+        return best
 
-    def _fold_margin(self, after: datetime) -> timedelta:
-        """How far local time falls back within a day of ``after`` (zero if it does not)."""
-        offset = _offset(after, self._zone)
-        probes = (_offset(after + timedelta(hours=h), self._zone) for h in range(1, 25))
-        return max(timedelta(0), offset - min(probes))
-
-    def _next_wall(self, wall: datetime) -> datetime | None:
-        """The first matching naive wall time at or after ``wall``."""
-        fire: datetime | None = self._trigger.get_next_fire_time(None, wall.replace(tzinfo=UTC))
-        return None if fire is None else fire.replace(tzinfo=None)
-
-    def _instants(self, wall: datetime) -> list[datetime]:
-        """Real UTC instants at which the matching wall time ``wall`` fires, earliest first."""
-        first = wall.replace(tzinfo=self._zone, fold=0).astimezone(UTC)
-        second = wall.replace(tzinfo=self._zone, fold=1).astimezone(UTC)
-        if first == second:
-            return [first]
-        fixed = not self._fields.hours_star
-        if first < second:  # occurs twice (fall back): fold=0 is the earlier one
-            return [first] if fixed else [first, second]
-        # Skipped (spring forward): PEP 495 reads fold=1 with the new offset,
-        # which lands before the change, and fold=0 with the old one, after it.
-        return [_transition(self._zone, second, first)] if fixed else []
+    def _set_back_within_a_day(self, after: datetime) -> timedelta:
+        """How far the local clock falls back in the day after ``after`` (zero if it does not)."""
+        now = _offset(after, self._zone)
+        lowest = min(_offset(after + timedelta(hours=h), self._zone) for h in range(1, 25))
+        return max(timedelta(0), now - lowest)
 
 
 def parse_cron(schedule: str, timezone: str = "UTC") -> CronSchedule:
@@ -238,10 +221,10 @@ def parse_cron(schedule: str, timezone: str = "UTC") -> CronSchedule:
             text[:40] + "...", f"schedule is longer than {MAX_EXPRESSION_LENGTH} characters"
         )
     try:
-        fields = _parse_expression(text)
+        compiled = _compile(text)
     except _CronError as exc:
         raise _invalid_cron(text, str(exc)) from None
-    return CronSchedule(text, timezone, fields)
+    return CronSchedule(text, timezone, compiled)
 
 
 def parse_timezone(name: str) -> zoneinfo.ZoneInfo:
@@ -264,7 +247,8 @@ def _invalid_cron(shown: str, problem: str) -> Invalid:
     )
 
 
-def _parse_expression(text: str) -> _CronFields:
+def _compile(text: str) -> _Compiled:
+    """Check every field, then let cronsim read the result."""
     if text.startswith("@"):
         expanded = _MACROS.get(text.lower())
         if expanded is None:
@@ -274,142 +258,99 @@ def _parse_expression(text: str) -> _CronFields:
     if len(parts) != 5:
         hint = "; seconds and year fields are not supported" if len(parts) in (6, 7) else ""
         raise _CronError(f"expected 5 fields ({_FIELD_ORDER}), got {len(parts)}{hint}")
-    minute, hour, dom, month, dow = parts
-    fields = _CronFields(
-        minutes=_parse_field(minute, _MINUTE),
-        hours=_parse_field(hour, _HOUR),
-        days=_parse_field(dom, _DOM),
-        months=_parse_field(month, _MONTH),
-        weekdays=frozenset(d % 7 for d in _parse_field(dow, _DOW)),
-        days_star=dom.startswith("*"),
-        weekdays_star=dow.startswith("*"),
-        hours_star=hour.startswith("*"),
-    )
-    if _anded(fields) and not _some_day_exists(fields.days, fields.months):
-        raise _CronError("never fires: no chosen month has any of the chosen days")
-    return fields
+    minute, hour, dom, month, dow = (_check_field(p, s) for p, s in zip(parts, _SPECS, strict=True))
+    fixed_hour = not hour.startswith("*")
+    if fixed_hour and minute.startswith("*"):
+        minute = "0-59" + minute[1:]  # see the module docstring: cronsim's fixed-time test
+    cron = " ".join((minute, hour, dom, month, dow))
+    try:
+        sim = CronSim(cron, EPOCH)
+    except CronSimError:
+        # The syntax is already checked, so this is cronsim's one remaining
+        # refusal: both day fields must match and no chosen month has the days.
+        raise _CronError("never fires: no chosen month has any of the chosen days") from None
+    return _Compiled(cron, fixed_hour, _meaning(sim, fixed_hour))
 
 
-def _parse_field(text: str, spec: _FieldSpec) -> frozenset[int]:
-    values: set[int] = set()
+def _meaning(sim: CronSim, fixed_hour: bool) -> tuple[object, ...]:
+    """What makes two crontabs equal: 'mon-fri' is '1-5', weekday 7 is 0."""
+    weekdays = frozenset(d % 7 for d in sim.weekdays if isinstance(d, int))
+    sets = (sim.minutes, sim.hours, sim.days, sim.months)
+    return (*(frozenset(s) for s in sets), weekdays, sim.day_and, fixed_hour)
+
+
+def _check_field(text: str, spec: _FieldSpec) -> str:
+    """Validate one field; return it as cronsim should read it."""
+    items: list[str] = []
     for item in text.split(","):
         if not item:
             raise _CronError(f"{spec.name} has an empty list item in {text!r}")
-        values.update(_parse_item(item, spec))
-    return frozenset(values)
+        items.append(_check_item(item, spec))
+    return ",".join(items)
 
 
-def _parse_item(item: str, spec: _FieldSpec) -> range:
+def _check_item(item: str, spec: _FieldSpec) -> str:
     base, slash, step_text = item.partition("/")
-    step = _parse_step(step_text, spec, item) if slash else 1
+    if slash:
+        _check_step(step_text, spec, item)
     if base == "*":
-        return range(spec.low, spec.high + 1, step)
+        return item
     start_text, dash, end_text = base.partition("-")
     if not start_text or (dash and not end_text):
         raise _CronError(f"{spec.name} item {item!r} is not a value, range or step")
-    start = _parse_value(start_text, spec)
+    start = _check_value(start_text, spec)
     if not dash:
         if slash:
+            # cronsim would read '5/10' as '5-59/10'; cron refuses it, and so do we.
             raise _CronError(
                 f"{spec.name} step {item!r} needs a range or '*' before the '/', "
                 f"as in '{start_text}-{spec.high}/{step_text}'"
             )
-        return range(start, start + 1)
-    end = _parse_value(end_text, spec, range_end=True, start=start)
+        return item
+    end = _check_value(end_text, spec)
+    if spec is _DOW and end == 0 and start > 0 and not _NUMBER.fullmatch(end_text):
+        # 'fri-sun' ends on Sunday = 7 in cron; cronsim would read 0 and refuse it.
+        end, item = 7, f"{start_text}-7{slash}{step_text}"
     if start > end:
         raise _CronError(f"{spec.name} range {base!r} is reversed (start after end)")
-    return range(start, end + 1, step)
+    return item
 
 
-def _parse_step(text: str, spec: _FieldSpec, item: str) -> int:
+def _check_step(text: str, spec: _FieldSpec, item: str) -> None:
     top = max(spec.high, 1)
     if not _NUMBER.fullmatch(text) or not 1 <= int(text) <= top:
         raise _CronError(f"{spec.name} step in {item!r} must be a number 1-{top}")
-    return int(text)
 
 
-def _parse_value(text: str, spec: _FieldSpec, *, range_end: bool = False, start: int = 0) -> int:
+def _check_value(text: str, spec: _FieldSpec) -> int:
+    # ASCII only: cronsim reads the text upper-cased, and some non-ASCII letters
+    # change case into ASCII ones, so its reading could differ from ours.
     name = text.lower()
-    if name in spec.names:
-        value = spec.names[name]
-        # 'sun' ends a weekday range as 7, so 'fri-sun' and 'sat-sun' work.
-        if range_end and spec is _DOW and value == 0 and start > 0:
-            return 7
-        return value
-    allowed = f"{spec.low}-{spec.high}" + (f" or {spec.names_hint}" if spec.names else "")
+    if text.isascii() and name in spec.names:
+        return spec.low + spec.names.index(name)
     if not _NUMBER.fullmatch(text):
         kind = "a number" + (f" or a name ({spec.names_hint})" if spec.names else "")
         raise _CronError(f"{spec.name} value {text!r} is not {kind}")
     value = int(text)
     if not spec.low <= value <= spec.high:
+        allowed = f"{spec.low}-{spec.high}" + (f" or {spec.names_hint}" if spec.names else "")
         raise _CronError(f"{spec.name} must be {allowed}")
     return value
 
 
-def _anded(fields: _CronFields) -> bool:
-    """Cron ANDs the day fields when either starts with '*', else ORs them."""
-    return fields.days_star or fields.weekdays_star
+def _instants(wall: datetime, zone: zoneinfo.ZoneInfo) -> list[datetime]:
+    """The real UTC instants at which ``zone`` shows the naive ``wall``, earliest first.
 
-
-def _some_day_exists(days: Iterable[int], months: Iterable[int]) -> bool:
-    longest = max(_MONTH_DAYS[m - 1] for m in months)
-    return min(days) <= longest
-
-
-def _build_trigger(fields: _CronFields) -> Any:
-    """APScheduler trigger over naive wall time (hence UTC, which has no DST)."""
-    common = {
-        "minute": _aps_list(fields.minutes),
-        "hour": _aps_list(fields.hours),
-        "month": _aps_list(fields.months),
-        "second": "0",
-        "timezone": UTC,
-    }
-    weekdays = ",".join(_APS_WEEKDAYS[(d - 1) % 7] for d in sorted(fields.weekdays))
-    if _anded(fields):
-        return CronTrigger(day=_aps_list(fields.days), day_of_week=weekdays, **common)
-    by_weekday = CronTrigger(day="*", day_of_week=weekdays, **common)
-    if not _some_day_exists(fields.days, fields.months):
-        return by_weekday  # e.g. '0 0 30 2 fri': the day-of-month half never matches
-    by_day = CronTrigger(day=_aps_list(fields.days), day_of_week="*", **common)
-    return OrTrigger([by_day, by_weekday])
-
-
-def _aps_list(values: frozenset[int]) -> str:
-    """Compact APScheduler list ('0-5,10,30-31') for a set of field values."""
-    ordered = sorted(values)
-    runs: list[str] = []
-    start = prev = ordered[0]
-    for value in [*ordered[1:], None]:
-        if value is not None and value == prev + 1:
-            prev = value
-            continue
-        runs.append(str(start) if start == prev else f"{start}-{prev}")
-        if value is not None:
-            start = prev = value
-    return ",".join(runs)
+    Two for a time repeated by a fall-back, none for one skipped by a spring-forward.
+    """
+    candidates = {wall.replace(tzinfo=zone, fold=fold).astimezone(UTC) for fold in (0, 1)}
+    return sorted(c for c in candidates if c.astimezone(zone).replace(tzinfo=None) == wall)
 
 
 def _offset(instant: datetime, zone: zoneinfo.ZoneInfo) -> timedelta:
     offset = instant.astimezone(zone).utcoffset()
     assert offset is not None  # ZoneInfo always knows the offset of an aware instant
     return offset
-
-
-def _transition(zone: zoneinfo.ZoneInfo, before: datetime, after: datetime) -> datetime:
-    """The instant in (before, after] at which ``zone`` switches to its new offset.
-
-    Offsets change on whole seconds, so a binary search on seconds is exact.
-    """
-    old = _offset(before, zone)
-    lo, hi = before, after
-    while hi - lo > timedelta(seconds=1):
-        mid = lo + timedelta(seconds=(hi - lo) // timedelta(seconds=2))
-        if _offset(mid, zone) == old:
-            lo = mid
-        else:
-            hi = mid
-    return hi
 
 
 # -- interval ------------------------------------------------------------------
