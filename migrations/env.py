@@ -7,7 +7,7 @@ Run through ``automation-server migrate`` (which sets the URL from
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from automation_server.db.engine import make_engine
 from automation_server.db.models import Base
@@ -25,6 +25,14 @@ def _url() -> str:
     return str(url)
 
 
+def _check_foreign_keys(connection: Connection) -> None:
+    """With the checks off during the rebuilds, make sure no row lost its parent
+    (the transaction, and so the migration, is undone if one did)."""
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        raise RuntimeError(f"migration left rows without their parent: {broken[:5]}")
+
+
 def run_migrations_online() -> None:
     engine = make_engine(_url(), pool_size=1)
     with engine.connect() as connection:
@@ -33,6 +41,12 @@ def run_migrations_online() -> None:
             # Several processes (api, worker, scheduler) may start at once.
             connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK_ID})
             connection.commit()
+        if not is_pg:
+            # Batch operations rebuild a table (copy, drop, rename); with foreign keys
+            # on, dropping ``automations`` would fail or cascade into every table that
+            # points at it. The pragma only takes effect outside a transaction, so it
+            # goes to the driver before SQLAlchemy's first BEGIN.
+            connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
         context.configure(
             connection=connection,
             target_metadata=Base.metadata,
@@ -41,6 +55,10 @@ def run_migrations_online() -> None:
         )
         with context.begin_transaction():
             context.run_migrations()
+            if not is_pg:
+                _check_foreign_keys(connection)
+        if not is_pg:
+            connection.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
         if is_pg:
             connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK_ID})
             connection.commit()

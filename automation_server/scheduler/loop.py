@@ -1,7 +1,7 @@
 """Where schedules fire: the scheduler loop (``automation-server scheduler`` and in ``serve``).
 
-Schedules live in the database (``automations.next_run_at``); APScheduler's
-triggers only compute fire times. Each pass claims due automations with
+Schedules live in the database (``automations.next_run_at``); ``triggers``
+(crontab on cronsim) only computes fire times. Each pass claims due automations with
 ``FOR UPDATE SKIP LOCKED`` (any number of schedulers share the work), inserts
 one run per tick under the unique key (automation, scheduled_for) and advances
 ``next_run_at`` in the same transaction: a killed scheduler loses nothing

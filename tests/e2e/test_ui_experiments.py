@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -309,3 +310,54 @@ def test_effect_charts_read_without_javascript_and_follow_the_bucket(
     assert 3 <= markers.count() <= 5
     assert "measured runs" in (markers.first.locator("title").text_content() or "")
     screenshot(page, "experiment-1h-no-js")
+
+
+def _revisions_once_settled(ui: Ui, automation_id: str, wanted: int) -> dict[str, Any]:
+    """The revisions once the bandit has made ``wanted`` (it reweights after the run that
+    completes a batch has been recorded, so a moment after the client saw it finish)."""
+    deadline = time.monotonic() + 20
+    while True:
+        revisions = ui.stack.http.get(f"/v1/automations/{automation_id}/revisions").json()
+        if len(revisions["items"]) >= wanted or time.monotonic() > deadline:
+            assert len(revisions["items"]) == wanted, revisions
+            return dict(revisions)
+        time.sleep(0.2)
+
+
+def test_automation_page_charts_a_bandits_reweights_and_shows_the_state(ui: Ui) -> None:
+    """Real sandboxed runs: the bandit moves weight to the variant that always succeeds,
+    and the page draws each revision's shares; the state a client set is shown."""
+    ref = ui.stack.upload({"main.py": SCRIPT_REPORTING})
+    automation = ui.stack.create(
+        name=unique("bandit"),
+        experiment_id=unique("bandit-exp"),
+        concurrency={"max_running": 50, "on_overlap": "queue"},
+        allocation={"mode": "bandit", "metric": "success_rate", "every_runs": 10},
+        variants=[
+            {"name": "control", "weight": 1, "tarball": ref, "env": {"FAIL_P": "0.9"}},
+            {"name": "fast", "weight": 1, "tarball": ref, "env": {"FAIL_P": "0"}},
+        ],
+    )
+    for _ in range(3):
+        for run in [ui.stack.dispatch(automation["id"]) for _ in range(10)]:
+            ui.stack.wait(run["id"])
+    revisions = _revisions_once_settled(ui, automation["id"], wanted=4)  # 1 + 30 runs / 10
+    put = ui.stack.http.put(
+        f"/v1/automations/{automation['id']}/state", json={"state": {"last_ticket": 7}}
+    )
+    assert put.status_code == 200, put.text
+
+    page = ui.signed_in_page(ui.key(), viewport=WIDE)
+    page.goto(f"/ui/automations/{automation['id']}")
+    bars = page.locator("figure[data-chart='weights'] g.bar")
+    assert bars.count() == len(revisions["items"])
+    newest = revisions["items"][0]
+    last = page.locator(f"g.bar[data-revision='{newest['revision']}'] rect[data-variant='fast']")
+    share = newest["weights"]["fast"] / sum(newest["weights"].values())
+    assert f"fast {share:.1%}" in (last.locator("title").text_content() or "")
+    assert share > 0.5, newest["weights"]
+    label = page.locator("figure[data-chart='weights'] text.end-label[data-variant='fast']")
+    assert label.text_content() == f"{share:.0%}"
+    assert '"last_ticket": 7' in text_of(page, "#state-json")
+    assert "set through the API" in text_of(page, "#state")
+    screenshot(page, "automation-bandit")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,14 @@ from alembic import command
 
 from automation_server.db.migrate import alembic_config, current_revision, downgrade, upgrade
 from automation_server.db.models import Base
-from tests.support import PostgresDatabases, skip_or_fail
+from automation_server.services import build_services
+from tests.support import (
+    PostgresDatabases,
+    SqliteDatabases,
+    live_server,
+    settings_for,
+    skip_or_fail,
+)
 
 
 def _empty_url(kind: str, tmp_path: Path, pg: PostgresDatabases | None) -> str:
@@ -61,3 +70,52 @@ def test_partial_unique_indexes_are_partial(
             ).scalar()
     engine.dispose()
     assert sql is not None and "WHERE" in sql.upper()
+
+
+def test_a_populated_sqlite_database_migrates_down_past_table_rebuilds_and_up(
+    sqlite_databases: SqliteDatabases, tmp_path: Path
+) -> None:
+    """Revisions 0010 and 0012 rebuild ``automations`` on SQLite (batch mode): with
+    runs, revisions and variants pointing at it the rebuild must keep every row."""
+    url = sqlite_databases.fresh()
+    services = build_services(settings_for(tmp_path, url))
+    try:
+        with live_server(services) as server:
+            http = server.client(server.new_key("acme", "admin"))
+            ref = http.post("/v1/uploads", content=_tarball()).json()["ref"]
+            auto = http.post("/v1/automations", json={"name": "kept", "tarball": ref}).json()
+            for _ in range(3):
+                assert http.post(f"/v1/automations/{auto['id']}/dispatch", json={}).is_success
+    finally:
+        services.close()
+    counts = _counts(url)
+    assert counts["runs"] == 3 and counts["automations"] == 1
+    downgrade(url, "0009")
+    assert _counts(url) == counts
+    upgrade(url)
+    assert _counts(url) == counts
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall() == []
+    engine.dispose()
+
+
+def _counts(url: str) -> dict[str, int]:
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        counts = {
+            table: int(conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one())
+            for table in ("automations", "variants", "revisions", "runs")
+        }
+    engine.dispose()
+    return counts
+
+
+def _tarball() -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        data = b"print('ok')\n"
+        info = tarfile.TarInfo("main.py")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()

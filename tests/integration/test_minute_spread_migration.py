@@ -3,9 +3,9 @@ still there and leaves NULL (unknown) where retention deleted some; the writer k
 an unknown minute unknown and the effect charts start after it. On both databases.
 
 The backfill runs on a database at head whose M2 column has been emptied, the state
-0011 finds right after adding it: migrating a populated SQLite database down past
-later revisions that rebuild ``automations`` is not possible (foreign keys), and
-the schema steps themselves are tested up and down by test_migrations.py.
+0011 finds right after adding it, so the data the runs left are the ones under test;
+the schema steps themselves are tested up and down (also with data) by
+test_migrations.py.
 """
 
 from __future__ import annotations

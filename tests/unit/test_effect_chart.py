@@ -15,10 +15,10 @@ from automation_server.api.ui.chart import (
     LABEL_GAP,
     EffectChart,
     EffectValue,
-    _spread,
     colors_for,
     effect_chart,
     line_chart,
+    spread_labels,
     tick_text,
 )
 from automation_server.experiments import stats
@@ -97,7 +97,7 @@ def test_a_treatment_without_points_reads_so() -> None:
 
 
 def test_end_labels_keep_apart_and_inside_the_plot() -> None:
-    placed = _spread([100.0, 101.0, 102.0, 230.0], 16.0, 204.0)
+    placed = spread_labels([100.0, 101.0, 102.0, 230.0], 16.0, 204.0)
     ordered = sorted(placed)
     assert all(b - a >= LABEL_GAP - 1e-9 for a, b in pairwise(ordered))
     assert ordered[0] >= 16.0 and ordered[-1] <= 204.0

@@ -11,9 +11,16 @@ from automation_server.api.ui.chart import colors_for, line_chart
 from automation_server.api.ui.render import render
 from automation_server.api.ui.session import Session
 from automation_server.automations.schemas import AutomationOut, DecisionOut, VariantOut
+from automation_server.automations.state import StateOut
 from automation_server.security.accounts import Caller
 
 HOSTILE = '<img src=x onerror="alert(1)">'
+# What the automation page gets beside the automation: no weights chart, no state yet.
+PAGE_EXTRAS: dict[str, Any] = {
+    "older_revisions": 0,
+    "weights": None,
+    "state": StateOut(state={}, version=0, updated_at=None, updated_by_run=None),
+}
 T0 = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
 
 
@@ -215,10 +222,25 @@ def test_names_and_texts_from_users_are_escaped() -> None:
         session=session(),
         a=automation(),
         revisions=[],
+        **PAGE_EXTRAS,
         decisions=[decision],
         runs=[],
         more_runs=False,
         form={"reason": HOSTILE},
+        idempotency_key="k",
+    )
+    assert HOSTILE not in page and "onerror=&#34;" in page
+    kept = StateOut(state={"note": HOSTILE}, version=2, updated_at=None, updated_by_run=HOSTILE)
+    page = render(
+        "automation.html",
+        session=session(),
+        a=automation(),
+        revisions=[],
+        **{**PAGE_EXTRAS, "state": kept},
+        decisions=[decision],
+        runs=[],
+        more_runs=False,
+        form={},
         idempotency_key="k",
     )
     assert HOSTILE not in page and "onerror=&#34;" in page
@@ -230,6 +252,7 @@ def test_read_only_session_gets_disabled_forms_and_a_banner() -> None:
         session=session("read"),
         a=automation(),
         revisions=[],
+        **PAGE_EXTRAS,
         decisions=[],
         runs=[],
         more_runs=False,
@@ -244,6 +267,7 @@ def test_read_only_session_gets_disabled_forms_and_a_banner() -> None:
         session=session("write"),
         a=automation(),
         revisions=[],
+        **PAGE_EXTRAS,
         decisions=[],
         runs=[],
         more_runs=False,
@@ -270,6 +294,7 @@ def test_automation_page_lists_each_variants_packages() -> None:
         session=session(),
         a=automation(variants=[variant("control", 50), with_env]),
         revisions=[],
+        **PAGE_EXTRAS,
         decisions=[],
         runs=[],
         more_runs=False,
@@ -284,6 +309,7 @@ def test_automation_page_says_a_bandit_sets_the_weights() -> None:
     common: dict[str, Any] = {
         "session": session(),
         "revisions": [],
+        **PAGE_EXTRAS,
         "decisions": [],
         "runs": [],
         "more_runs": False,

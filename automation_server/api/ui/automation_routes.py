@@ -11,17 +11,21 @@ from litestar.params import FromPath, FromQuery
 from automation_server.api.deps import ServicesDep
 from automation_server.api.ui import forms
 from automation_server.api.ui.auth_routes import FormBody
+from automation_server.api.ui.chart import colors_for
 from automation_server.api.ui.deps import SessionDep, check_form
 from automation_server.api.ui.errors import status_of
 from automation_server.api.ui.render import page, redirect
 from automation_server.api.ui.session import Session, new_token
 from automation_server.api.ui.views import notice_text
+from automation_server.api.ui.weights_chart import WeightsChart, weights_chart
+from automation_server.automations.schemas import AutomationOut, RevisionOut
 from automation_server.errors import BadRequest, Conflict, Invalid, TooLarge
 from automation_server.runs.service import RunFilters
 from automation_server.services import Services
 
 PAGE_SIZE = 50
 RECENT_RUNS = 15
+REVISION_ROWS = 30  # the table's latest revisions; the chart shows more
 # What a form's user can fix: shown on the page next to the form, not as an error page.
 USER_ERRORS = (Invalid, Conflict, BadRequest, TooLarge)
 
@@ -41,13 +45,17 @@ def automation_page(
     runs = services.runs.list_page(
         caller, RunFilters(automation_id=automation_id), limit=RECENT_RUNS, cursor=None
     )
+    revisions = services.automations.revisions(caller, automation_id).items
     return page(
         "automation.html",
         status=status,
         section="automations",
         session=session,
         a=automation,
-        revisions=services.automations.revisions(caller, automation_id).items,
+        revisions=revisions[:REVISION_ROWS],
+        older_revisions=max(0, len(revisions) - REVISION_ROWS),
+        weights=_weights_chart(automation, revisions),
+        state=services.states.get(caller, automation_id),
         decisions=services.lifecycle.decisions(caller, automation_id).items,
         runs=runs.items,
         more_runs=runs.next_cursor is not None,
@@ -56,6 +64,14 @@ def automation_page(
         form=form or {},
         idempotency_key=new_token(),
     )
+
+
+def _weights_chart(automation: AutomationOut, revisions: list[RevisionOut]) -> WeightsChart | None:
+    """Only worth a chart once the weights have changed (a bandit's reweights, or by hand)."""
+    if len({tuple(sorted(r.weights.items())) for r in revisions}) < 2:
+        return None
+    names = [v.name for v in automation.variants]
+    return weights_chart([(r.revision, r.weights) for r in revisions], names, colors_for(names))
 
 
 def act(

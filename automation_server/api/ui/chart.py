@@ -154,7 +154,7 @@ class Frame:
         return self.bottom - (self.bottom - self.top) * (v - self.y_min) / (self.y_max - self.y_min)
 
 
-def _spread(wanted: Sequence[float], low: float, high: float) -> list[float]:
+def spread_labels(wanted: Sequence[float], low: float, high: float) -> list[float]:
     """Label positions near ``wanted`` (any order) at least LABEL_GAP apart, inside
     [low, high]: a downward pass pushes overlaps apart, an upward one keeps the last
     label inside the plot."""
@@ -177,7 +177,7 @@ def _with_end_labels(
 ) -> tuple[Line, ...]:
     """Each line with a value gets its latest one written right of the plot."""
     ends = [line for line in lines if line.markers]
-    ys = _spread([line.markers[-1].y for line in ends], frame.top + 4, frame.bottom)
+    ys = spread_labels([line.markers[-1].y for line in ends], frame.top + 4, frame.bottom)
     labelled = {
         line.variant: Marker(frame.right + 8, y + 4, y_label(values[line.variant]))
         for line, y in zip(ends, ys, strict=True)
