@@ -17,6 +17,7 @@ from automation_server.environments.resolver import PackageSources, Resolver
 from automation_server.environments.service import EnvironmentService
 from automation_server.events.receiver import EventReceiver
 from automation_server.events.sources import EventSourceService
+from automation_server.experiments.effects import ExperimentEffects
 from automation_server.experiments.rollups import ExperimentRollups
 from automation_server.experiments.service import ExperimentService
 from automation_server.notifications.channels import ChannelService
@@ -60,6 +61,7 @@ class Services:
     runs: RunService
     webhooks: WebhookService
     experiments: ExperimentService
+    effects: ExperimentEffects
     lifecycle: VariantLifecycle
     rate_limiter: RateLimiter
     audit: AuditService
@@ -162,6 +164,7 @@ def build_services(settings: Settings, *, store: BlobStore | None = None) -> Ser
         runs=RunService(db, queue, store),
         webhooks=WebhookService(db, dispatcher, box),
         experiments=experiments,
+        effects=ExperimentEffects(db),
         lifecycle=VariantLifecycle(db, blobs, automations, experiments, outbox),
         rate_limiter=RateLimiter(settings.guards.rate_limit_per_minute),
         audit=AuditService(db),

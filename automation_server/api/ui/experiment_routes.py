@@ -31,7 +31,6 @@ from automation_server.experiments.effects import (
     SUCCESS_RATE,
     EffectPoint,
     Effects,
-    ExperimentEffects,
 )
 from automation_server.experiments.timeseries import BUCKETS
 from automation_server.ids import utcnow
@@ -173,11 +172,10 @@ def effect_charts(
     colors: dict[str, str],
 ) -> list[tuple[str, EffectChart]]:
     """The success rate's and each metric's cumulative effect chart; (id, chart) pairs."""
-    reader = ExperimentEffects(services.db)
     control = summary["control"]
     charts = []
     for measure in [SUCCESS_RATE, *metric_names(summary)]:
-        effects = reader.effects(
+        effects = services.effects.effects(
             caller,
             experiment_id,
             measure=measure,
