@@ -14,13 +14,13 @@ from typing import Any
 
 import msgspec
 from msgspec import Struct
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from automation_server.audit import record
 from automation_server.automations.store import load_automation
 from automation_server.automations.validation import storable_problem
 from automation_server.db.engine import Database
+from automation_server.db.helpers import upsert_insert
 from automation_server.db.models import AutomationState
 from automation_server.errors import Invalid
 from automation_server.ids import to_rfc3339, utcnow
@@ -113,8 +113,7 @@ def _store(
     session: Session, automation_id: str, state: dict[str, Any], run_id: str | None, now: datetime
 ) -> None:
     """Insert or replace in one statement: two first writers cannot both insert."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    insert = dialect.insert(AutomationState).values(
+    insert = upsert_insert(session, AutomationState).values(
         automation_id=automation_id, state=state, version=1, updated_at=now, updated_by_run=run_id
     )
     session.execute(

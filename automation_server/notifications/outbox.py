@@ -10,9 +10,9 @@ from typing import Any
 
 import msgspec
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from automation_server.db.helpers import upsert_insert
 from automation_server.db.models import NotificationChannel, NotificationDelivery
 from automation_server.ids import new_id, to_rfc3339, utcnow
 from automation_server.notifications.events import NotifyEvent
@@ -97,8 +97,7 @@ def _insert_once(
     body: dict[str, Any],
     now: Any,
 ) -> None:
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    insert = dialect.insert(NotificationDelivery).values(
+    insert = upsert_insert(session, NotificationDelivery).values(
         id=delivery_id,
         org_id=org_id,
         channel_id=channel_id,
