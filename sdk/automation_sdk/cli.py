@@ -21,7 +21,7 @@ from typing import Any
 import click
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 
-from automation_sdk import errors, render
+from automation_sdk import cli_events, cli_notify, cli_state, errors, render
 from automation_sdk import pack as packing
 from automation_sdk.cli_support import (
     AutomationGroup,
@@ -107,6 +107,7 @@ def pack_cmd(ctx: click.Context, directory: Path, output: Path | None) -> None:
 )
 @click.option("--webhook", is_flag=True, help="Trigger by signed webhook.")
 @click.option("--manual", is_flag=True, help="Only on demand (the default for a new one).")
+@cli_events.event_trigger_options
 @click.option("--entrypoint", default=None, help='Command of every variant, e.g. "python3 run.py".')
 @click.option("--env", "env", multiple=True, metavar="K=V", help="Automation env (repeat).")
 @click.option("--secret", "secret", multiple=True, metavar="K=V", help="Secret (repeat).")
@@ -146,6 +147,9 @@ def deploy_cmd(
     interval: int | None,
     webhook: bool,
     manual: bool,
+    event_source: str | None,
+    event_types: tuple[str, ...],
+    event_filter: str | None,
     entrypoint: str | None,
     env: tuple[str, ...],
     secret: tuple[str, ...],
@@ -160,6 +164,8 @@ def deploy_cmd(
         --variant control=examples/ab-script/control:50 \\
         --variant fast=examples/ab-script/fast:50 --metric latency_ms=lower:ms \\
         --bandit latency_ms:20:500
+      automation deploy triage ./triage --event github --on pull_request \\
+        --filter "action == 'opened'"
     """
     sources = _variant_sources(directory, variants)
     declared = _metric_declarations(metrics)
@@ -167,7 +173,8 @@ def deploy_cmd(
         allocation = parse_bandit(bandit) if bandit is not None else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--bandit") from None
-    trigger = _trigger(cron, timezone, interval, webhook, manual)
+    event = cli_events.event_trigger(event_source, event_types, event_filter)
+    trigger = _trigger(cron, timezone, interval, webhook, manual, event)
     argv = shlex.split(entrypoint) if entrypoint is not None else None
     options = opts(ctx)
     client = options.client(ctx)
@@ -226,7 +233,12 @@ def _variant_sources(directory: str | None, variants: tuple[str, ...]) -> list[V
 
 
 def _trigger(
-    cron: str | None, timezone: str | None, interval: int | None, webhook: bool, manual: bool
+    cron: str | None,
+    timezone: str | None,
+    interval: int | None,
+    webhook: bool,
+    manual: bool,
+    event: dict[str, Any] | None,
 ) -> dict[str, Any] | None:
     chosen = [
         flag
@@ -235,6 +247,7 @@ def _trigger(
             ("--interval", interval),
             ("--webhook", webhook),
             ("--manual", manual),
+            ("--event", event),
         )
         if on
     ]
@@ -248,6 +261,8 @@ def _trigger(
         return {"type": "interval", "seconds": interval}
     if webhook:
         return {"type": "webhook"}
+    if event:
+        return event
     return {"type": "manual"} if manual else None
 
 
@@ -495,6 +510,9 @@ def promote_cmd(ctx: click.Context, name: str, variant: str, reason: str) -> Non
     out.print(f"{variant} is the champion of {auto.name} (revision {auto.revision})")
     out.print(render.automation_summary(auto))
 
+
+for group in (cli_events.events_group, cli_notify.notify_group, cli_state.state_group):
+    main.add_command(group)
 
 if __name__ == "__main__":
     sys.exit(main())

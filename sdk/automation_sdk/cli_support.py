@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -18,7 +18,7 @@ from rich.console import Console
 
 from automation_sdk import errors
 from automation_sdk.client import Client
-from automation_sdk.models import Automation
+from automation_sdk.models import Automation, Channel, EventSource, Model
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 KEY_HELP = (
@@ -179,20 +179,46 @@ def resolve(client: Client, name_or_id: str) -> Automation:
         fail(f"no automation named '{name_or_id}'; see 'automation list'")
 
 
-def complete_automation(
-    ctx: click.Context, param: click.Parameter, incomplete: str
-) -> list[CompletionItem]:
-    """Automation names from the server (best effort: nothing when it cannot answer)."""
-    url = os.environ.get("AUTOMATION_URL", DEFAULT_URL)
-    key = os.environ.get("AUTOMATION_API_KEY")
-    if not key:
-        return []
-    try:
-        with Client(url, key, timeout=2, retries=0) as client:
-            names = [a.name for a in islice(client.list_automations(page_size=500), 500)]
-    except errors.SdkError:
-        return []
-    return [CompletionItem(n) for n in names if n.startswith(incomplete)]
+def session_of(ctx: click.Context) -> tuple[Options, Client]:
+    """The command's options and a client built from them."""
+    options = opts(ctx)
+    return options, options.client(ctx)
+
+
+def completer(
+    names: Callable[[Client], list[str]],
+) -> Callable[[click.Context, click.Parameter, str], list[CompletionItem]]:
+    """Shell completion from the server (best effort, like ``complete_automation``)."""
+
+    def complete(
+        ctx: click.Context, param: click.Parameter, incomplete: str
+    ) -> list[CompletionItem]:
+        key = os.environ.get("AUTOMATION_API_KEY")
+        if not key:
+            return []
+        url = os.environ.get("AUTOMATION_URL", DEFAULT_URL)
+        try:
+            with Client(url, key, timeout=2, retries=0) as client:
+                found = names(client)
+        except errors.SdkError:
+            return []
+        return [CompletionItem(n) for n in found if n.startswith(incomplete)]
+
+    return complete
+
+
+def emit_items(records: Sequence[Model]) -> None:
+    emit_json({"items": [r.to_dict() for r in records]})
+
+
+def emit_deleted(kind: str, record: EventSource | Channel) -> None:
+    # The API answers 204 without a body: say what went, in the same words.
+    emit_json({"deleted": kind, "id": record.id, "name": record.name})
+
+
+complete_automation = completer(
+    lambda c: [a.name for a in islice(c.list_automations(page_size=500), 500)]
+)
 
 
 def key_values(values: tuple[str, ...], option: str) -> dict[str, str] | None:

@@ -179,6 +179,65 @@ class Decision(Model, kw_only=True):
     created_at: str = ""
 
 
+class EventSource(Model, kw_only=True, omit_defaults=True):
+    """An event source (``/v1/event-sources``): one signed URL, many automations.
+
+    Encoded without defaults, like the server's answer: ``secret`` appears only
+    where the server shows it (create and rotation), never as ``null``.
+    """
+
+    id: str
+    name: str
+    #: The receive path, ``/v1/events/{id}`` (relative to the server).
+    url: str
+    #: ``{"header": "X-GitHub-Event"}`` or ``{"path": "type"}`` (JMESPath into the body).
+    event_type: dict[str, str]
+    signature: dict[str, str]
+    delivery_id_header: str
+    #: Names of the automations whose event trigger uses the source.
+    automations: list[str]
+    created_at: str
+    updated_at: str
+    secret: str | None = None
+
+
+class Channel(Model, kw_only=True, omit_defaults=True):
+    """A notification channel (``/v1/notification-channels``); ``secret`` as for EventSource."""
+
+    id: str
+    name: str
+    url: str
+    events: list[str]
+    #: Only these automations' events; None: every automation of the organization.
+    automation_ids: list[str] | None
+    created_at: str
+    secret: str | None = None
+
+
+class Delivery(Model, kw_only=True):
+    """One notice sent (or being sent) to a channel."""
+
+    id: str
+    event: str
+    #: pending, delivered or failed (given up after 24 h).
+    status: str
+    attempts: int = 0
+    last_status_code: int | None = None
+    last_error: str | None = None
+    created_at: str = ""
+    next_attempt_at: str | None = None
+    delivered_at: str | None = None
+
+
+class State(Model, kw_only=True):
+    """The JSON object an automation's runs carry between them (version 0: never set)."""
+
+    state: dict[str, Any] = field(default_factory=dict)
+    version: int = 0
+    updated_at: str | None = None
+    updated_by_run: str | None = None
+
+
 class Page(Struct, kw_only=True):
     """One page of a list endpoint; items stay raw until the caller's type is known."""
 
