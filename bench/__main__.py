@@ -13,6 +13,7 @@ BENCHMARKS = [
     "scheduler_latency",
     "experiments_summary",
     "environments",
+    "events",
 ]
 
 

@@ -85,6 +85,9 @@ class Deliverer:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            # Cleared before looking, not after waiting: a wake that arrives while we
+            # deliver stays set and the wait below returns at once.
+            self._wake.clear()
             try:
                 sent = self.deliver_due()
             except Exception as exc:  # the database is down: try again shortly
@@ -92,7 +95,6 @@ class Deliverer:
                 sent = 0
             if not sent:
                 self._wake.wait(self._poll_s)
-                self._wake.clear()
 
     def deliver_due(self) -> int:
         """Lease what is due (as many as there are free senders) and send it."""
