@@ -93,6 +93,11 @@ class Automation(Model, kw_only=True):
     next_run_at: str | None = None
     last_run: LastRun | None = None
     missed_ticks: int = 0
+    #: 0 never; else disabled after that many consecutive failures of the program.
+    disable_after_failures: int = 0
+    consecutive_failures: int = 0
+    #: Why the server disabled it (auto-disable), until it is enabled again.
+    disabled_reason: str | None = None
     # Only in a webhook automation's create response and on rotation (shown once).
     webhook_secret: str | None = None
 

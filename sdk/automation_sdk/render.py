@@ -123,7 +123,7 @@ def run_summary(run: Run) -> RenderableType:
 
 def automations_table(automations: Iterable[Automation]) -> Table:
     table = Table(title="Automations", title_justify="left")
-    for name in ("name", "trigger", "experiment", "variants", "revision", "last run"):
+    for name in ("name", "trigger", "experiment", "variants", "revision", "last run", "enabled"):
         table.add_column(name)
     for a in automations:
         trigger = a.trigger.get("type", "?")
@@ -134,9 +134,23 @@ def automations_table(automations: Iterable[Automation]) -> Table:
         variants = ", ".join(f"{v.name}:{v.weight}" for v in a.variants)
         last = status_text(a.last_run.status) if a.last_run else Text("-")
         table.add_row(
-            a.name, trigger.strip(), a.experiment_id or "-", variants, str(a.revision), last
+            a.name,
+            trigger.strip(),
+            a.experiment_id or "-",
+            variants,
+            str(a.revision),
+            last,
+            _enabled_text(a),
         )
     return table
+
+
+def _enabled_text(a: Automation) -> Text:
+    if a.enabled:
+        return Text("enabled")
+    if a.disabled_reason:
+        return Text(f"auto-disabled: {a.disabled_reason}", style="red")
+    return Text("disabled", style="yellow")
 
 
 def automation_summary(auto: Automation) -> RenderableType:

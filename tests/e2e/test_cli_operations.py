@@ -392,3 +392,18 @@ def test_every_command_help_has_an_example(group: str, commands: list[str]) -> N
         result = runner.invoke(main, [group, command, "--help"])
         assert result.exit_code == 0 and f"    automation {group} {command}" in result.stdout
         assert "--json" in result.stdout
+
+
+def test_list_says_when_the_server_disabled_a_failing_automation(
+    cli: Any, http: httpx.Client, tmp_path: Path
+) -> None:
+    name = _deploy(cli, tmp_path, "import sys\nsys.exit(3)\n")
+    automation_id = http.get("/v1/automations", params={"name": name}).json()["items"][0]["id"]
+    patched = http.patch(f"/v1/automations/{automation_id}", json={"disable_after_failures": 1})
+    assert patched.status_code == 200, patched.text
+    assert cli("dispatch", name, "--wait").exit_code == 1
+    listed = cli("list")
+    row = next(line for line in listed.stdout.splitlines() if name in line)
+    assert "auto-disabled" in row, listed.stdout
+    mine = [a for a in _json(cli("list", "--json"))["items"] if a["name"] == name]
+    assert mine[0]["enabled"] is False and mine[0]["disabled_reason"], mine
