@@ -28,18 +28,16 @@ import httpx
 import msgspec
 
 from automation_sdk import errors
+from automation_sdk.client_operations import OperationsApi
 from automation_sdk.models import (
     Automation,
-    Channel,
     Decision,
-    Delivery,
-    EventSource,
     Page,
     Revision,
     Run,
-    State,
     Upload,
 )
+from automation_sdk.responses import decode_as, decode_items
 from automation_sdk.summary import ExperimentSummary
 
 T = TypeVar("T")
@@ -57,7 +55,7 @@ POLL_MAX_S = 1.0
 _sleep = time.sleep  # patched by tests
 
 
-class Client:
+class Client(OperationsApi):
     """A client bound to one server and one API key.
 
     ``timeout`` is the per-request timeout in seconds; ``retries`` the number of
@@ -112,19 +110,19 @@ class Client:
             headers={"Content-Type": "application/gzip"},
             idempotent=True,
         )
-        return _decode(response, Upload)
+        return decode_as(response, Upload)
 
     def create_automation(self, **body: Any) -> Automation:
         """Create an automation from the create body of DESIGN section 6."""
-        return _decode(self._request("POST", "/v1/automations", json=body), Automation)
+        return decode_as(self._request("POST", "/v1/automations", json=body), Automation)
 
     def get_automation(self, automation_id: str) -> Automation:
-        return _decode(self._request("GET", f"/v1/automations/{automation_id}"), Automation)
+        return decode_as(self._request("GET", f"/v1/automations/{automation_id}"), Automation)
 
     def find_automation(self, name: str) -> Automation | None:
         """The automation called ``name`` in the key's organization, or None."""
         response = self._request("GET", "/v1/automations", params={"name": name, "limit": 1})
-        page = _decode(response, Page)
+        page = decode_as(response, Page)
         return msgspec.json.decode(page.items[0], type=Automation) if page.items else None
 
     def list_automations(self, *, page_size: int = 100) -> Iterator[Automation]:
@@ -134,7 +132,7 @@ class Client:
     def update_automation(self, automation_id: str, **patch: Any) -> Automation:
         """Partial update (only the fields given change)."""
         response = self._request("PATCH", f"/v1/automations/{automation_id}", json=patch)
-        return _decode(response, Automation)
+        return decode_as(response, Automation)
 
     def delete_automation(self, automation_id: str) -> None:
         self._request("DELETE", f"/v1/automations/{automation_id}")
@@ -142,12 +140,12 @@ class Client:
     def revisions(self, automation_id: str) -> list[Revision]:
         """Past revisions, newest first."""
         response = self._request("GET", f"/v1/automations/{automation_id}/revisions")
-        return _items(response, Revision)
+        return decode_items(response, Revision)
 
     def rotate_webhook_secret(self, automation_id: str) -> Automation:
         """A new webhook secret, shown once in the returned automation's ``webhook_secret``."""
         response = self._request("POST", f"/v1/automations/{automation_id}/webhook-secret")
-        return _decode(response, Automation)
+        return decode_as(response, Automation)
 
     # ---- runs ------------------------------------------------------------------
 
@@ -182,7 +180,7 @@ class Client:
             headers=headers,
             idempotent=idempotency_key is not None,
         )
-        run = _decode(response, Run)
+        run = decode_as(response, Run)
         return self.wait(run.id, timeout=timeout) if wait else run
 
     def wait(self, run_id: str, *, timeout: float | None = None) -> Run:
@@ -227,7 +225,7 @@ class Client:
         return self._paginate("/v1/runs", params, Run, page_size)
 
     def get_run(self, run_id: str) -> Run:
-        return _decode(self._request("GET", f"/v1/runs/{run_id}"), Run)
+        return decode_as(self._request("GET", f"/v1/runs/{run_id}"), Run)
 
     def logs(self, run_id: str) -> str:
         """The run's captured stdout and stderr so far (head and tail past the cap)."""
@@ -255,7 +253,7 @@ class Client:
 
     def cancel(self, run_id: str) -> Run:
         """Cancel a queued or running run (ConflictError once it has finished)."""
-        return _decode(self._request("POST", f"/v1/runs/{run_id}/cancel"), Run)
+        return decode_as(self._request("POST", f"/v1/runs/{run_id}/cancel"), Run)
 
     # ---- experiments and champion/challenger -----------------------------------
 
@@ -279,7 +277,7 @@ class Client:
         """:meth:`experiment` decoded into typed records (what the CLI renders)."""
         query = {k: _query_value(v) for k, v in params.items() if v is not None}
         response = self._request("GET", f"/v1/experiments/{experiment_id}", params=query)
-        return _decode(response, ExperimentSummary)
+        return decode_as(response, ExperimentSummary)
 
     def timeseries(self, experiment_id: str, metric: str, bucket: str = "1h") -> dict[str, Any]:
         """Per-variant series of ``metric`` in buckets of 1m, 5m, 15m, 1h, 6h or 1d."""
@@ -291,7 +289,7 @@ class Client:
         """Make ``variant`` the champion with all the weight (a new revision)."""
         body = {"variant": variant, "reason": reason}
         response = self._request("POST", f"/v1/automations/{automation_id}/promote", json=body)
-        return _decode(response, Automation)
+        return decode_as(response, Automation)
 
     def clone_variant(
         self,
@@ -308,120 +306,12 @@ class Client:
         response = self._request(
             "POST", f"/v1/automations/{automation_id}/variants/{name}/clone", json=body
         )
-        return _decode(response, Automation)
+        return decode_as(response, Automation)
 
     def decisions(self, automation_id: str) -> list[Decision]:
         """Promotions and rollbacks, newest first."""
         response = self._request("GET", f"/v1/automations/{automation_id}/decisions")
-        return _items(response, Decision)
-
-    # ---- event sources (DESIGN section 9.4) ------------------------------------------
-
-    def create_event_source(
-        self,
-        name: str,
-        *,
-        event_type: dict[str, str] | None = None,
-        signature_header: str | None = None,
-        delivery_id_header: str | None = None,
-    ) -> EventSource:
-        """A new source; its signing ``secret`` is in this answer only.
-
-        ``event_type`` is ``{"header": "X-GitHub-Event"}`` or ``{"path": "type"}``
-        (a JMESPath into the body, the server's default); omitted headers take
-        the server's defaults (``X-Signature-256``, ``X-Delivery-Id``).
-        """
-        body = _source_body(name, event_type, signature_header, delivery_id_header)
-        return _decode(self._request("POST", "/v1/event-sources", json=body), EventSource)
-
-    def list_event_sources(self) -> list[EventSource]:
-        """Every source of the organization, by name (the server answers one page)."""
-        return _items(self._request("GET", "/v1/event-sources"), EventSource)
-
-    def find_event_source(self, name: str) -> EventSource | None:
-        """The source called ``name``, or None (the server has no name filter)."""
-        return next((s for s in self.list_event_sources() if s.name == name), None)
-
-    def get_event_source(self, source_id: str) -> EventSource:
-        return _decode(self._request("GET", f"/v1/event-sources/{source_id}"), EventSource)
-
-    def update_event_source(
-        self,
-        source_id: str,
-        *,
-        name: str | None = None,
-        event_type: dict[str, str] | None = None,
-        signature_header: str | None = None,
-        delivery_id_header: str | None = None,
-    ) -> EventSource:
-        """Change only what is given; a rename follows into the triggers that use it."""
-        body = _source_body(name, event_type, signature_header, delivery_id_header)
-        response = self._request("PATCH", f"/v1/event-sources/{source_id}", json=body)
-        return _decode(response, EventSource)
-
-    def delete_event_source(self, source_id: str) -> None:
-        """Delete a source (ConflictError while an automation's trigger names it)."""
-        self._request("DELETE", f"/v1/event-sources/{source_id}")
-
-    def rotate_event_source_secret(self, source_id: str) -> EventSource:
-        """A new signing secret, in the answer only; the old one stops working at once."""
-        response = self._request("POST", f"/v1/event-sources/{source_id}/secret")
-        return _decode(response, EventSource)
-
-    # ---- notification channels (DESIGN section 9.5) -------------------------------
-
-    def create_channel(
-        self,
-        name: str,
-        url: str,
-        events: list[str],
-        *,
-        automation_ids: list[str] | None = None,
-    ) -> Channel:
-        """A channel POSTing ``events`` to ``url``; its ``secret`` is in this answer only.
-
-        ``automation_ids`` limits it to those automations (default: all of them).
-        """
-        body: dict[str, Any] = {"name": name, "url": url, "events": events}
-        if automation_ids:
-            body["automation_ids"] = automation_ids
-        response = self._request("POST", "/v1/notification-channels", json=body)
-        return _decode(response, Channel)
-
-    def list_channels(self) -> list[Channel]:
-        """Every channel of the organization, by name (the server answers one page)."""
-        return _items(self._request("GET", "/v1/notification-channels"), Channel)
-
-    def find_channel(self, name: str) -> Channel | None:
-        return next((c for c in self.list_channels() if c.name == name), None)
-
-    def get_channel(self, channel_id: str) -> Channel:
-        response = self._request("GET", f"/v1/notification-channels/{channel_id}")
-        return _decode(response, Channel)
-
-    def delete_channel(self, channel_id: str) -> None:
-        """Delete a channel; its pending deliveries go with it."""
-        self._request("DELETE", f"/v1/notification-channels/{channel_id}")
-
-    def channel_deliveries(self, channel_id: str) -> list[Delivery]:
-        """The channel's newest deliveries first (the server lists at most 200)."""
-        response = self._request("GET", f"/v1/notification-channels/{channel_id}/deliveries")
-        return _items(response, Delivery)
-
-    # ---- state carried between runs (DESIGN section 9.7) ----------------------------
-
-    def get_state(self, automation_id: str) -> State:
-        """The automation's state: ``{}`` and version 0 until one is stored."""
-        return _decode(self._request("GET", f"/v1/automations/{automation_id}/state"), State)
-
-    def put_state(self, automation_id: str, state: dict[str, Any]) -> State:
-        """Replace the state whole (the next run reads it)."""
-        # Always wrapped: the server also takes a bare object, but then a state
-        # that itself has a single "state" key would be mistaken for the wrapper.
-        response = self._request(
-            "PUT", f"/v1/automations/{automation_id}/state", json={"state": state}
-        )
-        return _decode(response, State)
+        return decode_items(response, Decision)
 
     # ---- plumbing ----------------------------------------------------------------
 
@@ -434,7 +324,7 @@ class Client:
         params: dict[str, Any] = {k: v for k, v in filters.items() if v is not None}
         params["limit"] = max(1, min(page_size, MAX_PAGE_SIZE))
         while True:
-            page = _decode(self._request("GET", path, params=params), Page)
+            page = decode_as(self._request("GET", path, params=params), Page)
             for raw in page.items:
                 yield msgspec.json.decode(raw, type=kind)
             if not page.next_cursor:
@@ -475,41 +365,6 @@ class Client:
         if isinstance(exc, httpx.TimeoutException):
             reason = f"timed out ({reason})"
         return errors.ServerUnreachable(self.base_url, reason)
-
-
-def _decode(response: httpx.Response, kind: type[T]) -> T:
-    try:
-        return msgspec.json.decode(response.content, type=kind)
-    except msgspec.DecodeError as exc:
-        raise errors.ApiError(
-            response.status_code,
-            "unexpected_response",
-            f"{response.request.method} {response.request.url.path}: {exc}",
-        ) from exc
-
-
-def _source_body(
-    name: str | None,
-    event_type: dict[str, str] | None,
-    signature_header: str | None,
-    delivery_id_header: str | None,
-) -> dict[str, Any]:
-    """An event source's create or patch body with only the fields given."""
-    body: dict[str, Any] = {}
-    if name is not None:
-        body["name"] = name
-    if event_type is not None:
-        body["event_type"] = event_type
-    if signature_header is not None:
-        body["signature"] = {"header": signature_header}
-    if delivery_id_header is not None:
-        body["delivery_id_header"] = delivery_id_header
-    return body
-
-
-def _items(response: httpx.Response, kind: type[T]) -> list[T]:
-    page = _decode(response, Page)
-    return [msgspec.json.decode(raw, type=kind) for raw in page.items]
 
 
 def _api_error(response: httpx.Response) -> errors.ApiError:
