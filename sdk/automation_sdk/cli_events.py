@@ -14,7 +14,7 @@ from automation_sdk import render_operations as view
 from automation_sdk.cli_support import (
     F,
     completer,
-    emit_deleted,
+    delete_and_say,
     emit_items,
     emit_json,
     fail,
@@ -216,11 +216,7 @@ def events_delete(ctx: click.Context, source: str) -> None:
     """
     options, client = session_of(ctx)
     found = _find_source(client, source)
-    client.delete_event_source(found.id)
-    if options.json:
-        emit_deleted("event_source", found)
-        return
-    options.out().print(f"deleted event source {found.name}")
+    delete_and_say(options, "event_source", "event source", found, client.delete_event_source)
 
 
 @events_group.command("rotate-secret")

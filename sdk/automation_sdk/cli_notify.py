@@ -13,7 +13,7 @@ from automation_sdk.cli_events import SHOWN_ONCE
 from automation_sdk.cli_support import (
     complete_automation,
     completer,
-    emit_deleted,
+    delete_and_say,
     emit_items,
     emit_json,
     fail,
@@ -159,11 +159,9 @@ def notify_delete(ctx: click.Context, channel: str) -> None:
     """
     options, client = session_of(ctx)
     found = _find_channel(client, channel)
-    client.delete_channel(found.id)
-    if options.json:
-        emit_deleted("notification_channel", found)
-        return
-    options.out().print(f"deleted notification channel {found.name}")
+    delete_and_say(
+        options, "notification_channel", "notification channel", found, client.delete_channel
+    )
 
 
 @notify_group.command("deliveries")

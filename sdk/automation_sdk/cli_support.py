@@ -216,6 +216,21 @@ def emit_deleted(kind: str, record: EventSource | Channel) -> None:
     emit_json({"deleted": kind, "id": record.id, "name": record.name})
 
 
+def delete_and_say(
+    options: Options,
+    kind: str,
+    label: str,
+    record: EventSource | Channel,
+    delete: Callable[[str], None],
+) -> None:
+    """Delete ``record`` and say so (``--json``: the same words as a record)."""
+    delete(record.id)
+    if options.json:
+        emit_deleted(kind, record)
+        return
+    options.out().print(f"deleted {label} {record.name}")
+
+
 complete_automation = completer(
     lambda c: [a.name for a in islice(c.list_automations(page_size=500), 500)]
 )
