@@ -166,12 +166,12 @@ def start_runs(
     """Claim up to ``limit`` runs for the worker (see the module docstring); their rows."""
     params: dict[str, Any] = {**clock.params(lease=lease_s), "b_limit": limit}
     if clock.postgres:
-        automations = list(session.scalars(_lock_statement(True), params))
+        automations = list(session.connection().scalars(_lock_statement(True), params))
         if not automations:
             return []
         params["b_automations"] = automations
     stmt = _start_statement(clock.postgres)
-    rows = list(session.execute(stmt, {**params, "b_worker": worker_id}))
+    rows = list(session.connection().execute(stmt, {**params, "b_worker": worker_id}))
     rows.sort(key=lambda r: (r.available_at, r.id))
     return rows
 
@@ -190,11 +190,15 @@ class RevisionCache:
             found = {p: self._items[p] for p in pairs if p in self._items}
         missing = sorted(pairs - set(found))
         if missing:
-            rows = session.execute(
-                select(Revision.automation_id, Revision.number, Revision.variants).where(
-                    tuple_(Revision.automation_id, Revision.number).in_(missing)
+            rows = (
+                session.connection()
+                .execute(
+                    select(Revision.automation_id, Revision.number, Revision.variants).where(
+                        tuple_(Revision.automation_id, Revision.number).in_(missing)
+                    )
                 )
-            ).all()
+                .all()
+            )
             fetched = {(a, n): list(v) for a, n, v in rows}
             found.update(fetched)
             with self._lock:
@@ -212,24 +216,13 @@ def load_claimed(session: Session, rows: list[Any], revisions: RevisionCache) ->
     variants = revisions.variants(session, {(r.automation_id, r.automation_revision) for r in rows})
     settings: dict[str, Any] = {}
     secrets: dict[str, dict[str, str]] = defaultdict(dict)
-    for row in session.execute(
-        select(
-            Automation.id,
-            Automation.name,
-            Automation.env,
-            Automation.timeout_s,
-            Automation.network,
-            Automation.limits,
-            AutomationSecret.name.label("secret_name"),
-            AutomationSecret.ciphertext,
-        )
-        .outerjoin(AutomationSecret, AutomationSecret.automation_id == Automation.id)
-        .where(Automation.id.in_({r.automation_id for r in rows}))
-    ):
+    ids = sorted({r.automation_id for r in rows})
+    conn = session.connection()
+    for row in conn.execute(_settings_statement(), {"b_ids": ids}):
         settings[row.id] = row
         if row.secret_name is not None:
             secrets[row.id][row.secret_name] = row.ciphertext
-    states = _states(session, {r.automation_id for r in rows})
+    states = {a: dict(state) for a, state in conn.execute(_states_statement(), {"b_ids": ids})}
     return [
         _claimed(
             r,
@@ -242,13 +235,30 @@ def load_claimed(session: Session, rows: list[Any], revisions: RevisionCache) ->
     ]
 
 
-def _states(session: Session, automation_ids: set[str]) -> dict[str, dict[str, Any]]:
-    rows = session.execute(
-        select(AutomationState.automation_id, AutomationState.state).where(
-            AutomationState.automation_id.in_(automation_ids)
+@cache
+def _settings_statement() -> Select[Any]:
+    """The automations' settings and secrets (one row per secret), built once."""
+    return (
+        select(
+            Automation.id,
+            Automation.name,
+            Automation.env,
+            Automation.timeout_s,
+            Automation.network,
+            Automation.limits,
+            AutomationSecret.name.label("secret_name"),
+            AutomationSecret.ciphertext,
         )
-    ).all()
-    return {automation_id: dict(state) for automation_id, state in rows}
+        .outerjoin(AutomationSecret, AutomationSecret.automation_id == Automation.id)
+        .where(Automation.id.in_(bindparam("b_ids", expanding=True)))
+    )
+
+
+@cache
+def _states_statement() -> Select[Any]:
+    return select(AutomationState.automation_id, AutomationState.state).where(
+        AutomationState.automation_id.in_(bindparam("b_ids", expanding=True))
+    )
 
 
 def _claimed(

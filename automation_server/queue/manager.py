@@ -195,9 +195,12 @@ class RunQueue:
     def finish(self, run_id: str, worker_id: str, result: RunResult) -> FinishReport:
         """Record an attempt's end: retry it, or give the run its final status."""
         with self._db.write() as session:
-            row = session.execute(
-                finish_select(self.clock.postgres), {**self.clock.params(), "b_run": run_id}
-            ).one_or_none()
+            params = {**self.clock.params(), "b_run": run_id}
+            row = (
+                session.connection()
+                .execute(finish_select(self.clock.postgres), params)
+                .one_or_none()
+            )
             if row is None or row.status != RunStatus.RUNNING or row.lease_owner != worker_id:
                 status = RunStatus(row.status) if row else RunStatus.CANCELLED
                 log.warning("run.finish_ignored", run_id=run_id, status=status, reason="lease lost")
@@ -216,9 +219,12 @@ class RunQueue:
             "b_sandbox": result.sandbox,
             "b_limits": result.limits,
         }
+        # The queue's own transaction (finish, reap) holds no ORM objects of these
+        # rows: Core execution skips the ORM's bulk-update bookkeeping.
+        conn = session.connection()
         if step.retry_in_s is not None:
             entry = attempt_entry(row, result, row.db_now)
-            session.execute(
+            conn.execute(
                 requeue_update(self.clock.postgres),
                 {
                     **common,
@@ -235,7 +241,7 @@ class RunQueue:
                 retry_in_s=round(step.retry_in_s, 3),
             )
             return FinishReport(recorded=True, final=False, status=RunStatus.QUEUED)
-        session.execute(
+        conn.execute(
             final_update(),
             {
                 **common,
@@ -249,16 +255,21 @@ class RunQueue:
                 "b_finished_at": row.db_now,
             },
         )
-        self._finished(session, facts_of_state(row, result, step.status, step.failure_origin))
+        self._finished(
+            session, facts_of_state(row, result, step.status, step.failure_origin), own=True
+        )
         # Champion/challenger or a bandit: the worker evaluates the automation next.
         allocation = getattr(row, "allocation", None) or {}
         policy = bool(getattr(row, "auto_promote", None)) or allocation.get("mode") == "bandit"
         return FinishReport(recorded=True, final=True, status=step.status, evaluate=policy)
 
-    def _finished(self, session: Session, facts: RunFacts) -> None:
-        """A run's final state: listeners hear of it here, in the same transaction."""
+    def _finished(self, session: Session, facts: RunFacts, *, own: bool = False) -> None:
+        """A run's final state: listeners hear of it here, in the same transaction.
+
+        ``own``: the session is the queue's own (no ORM objects loaded), so the
+        update runs as Core; a caller's session keeps the ORM's synchronisation."""
         # First the automation's last run and failure streak: listeners read them.
-        session.execute(
+        (session.connection() if own else session).execute(
             last_run_update(),
             {
                 "b_aid": facts.automation_id,

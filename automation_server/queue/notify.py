@@ -28,6 +28,7 @@ OUTBOX = "automation_outbox"  # notifications waiting to be delivered
 CHANNELS = (RUNS, CANCEL, SCHEDULES, OUTBOX)
 
 Callback = Callable[[str], None]
+_PG_NOTIFY = text("SELECT pg_notify(:c, :p)")
 
 
 class Notifier:
@@ -72,7 +73,7 @@ class Notifier:
             return
         sent.add((channel, payload))
         if self._postgres:
-            session.execute(text("SELECT pg_notify(:c, :p)"), {"c": channel, "p": payload})
+            session.connection().execute(_PG_NOTIFY, {"c": channel, "p": payload})
 
         def after_commit(done: Any) -> None:
             done.info.pop("notified", None)
