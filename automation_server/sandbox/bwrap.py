@@ -14,13 +14,15 @@ How one run goes:
    creates (``/etc/passwd`` and friends) come through pipes as well.
 4. bubblewrap reports the PID of the sandbox's PID 1 on ``--json-status-fd``
    and then holds it at ``--block-fd`` with all mounts done, before the
-   program is forked. The worker pins that PID with a pidfd, moves
-   bubblewrap's two processes into the run's cgroup (so the program and
-   all its descendants are born inside it), starts slirp4netns for
-   ``egress``, and releases it. Moving them from the parent, rather than
-   joining from a ``preexec_fn``, overlaps the RCU grace period that the
-   first cgroup migration waits for (~10 ms here) with bubblewrap's set-up
-   and lets Popen vfork.
+   program is forked. The worker pins that PID with a pidfd, starts
+   slirp4netns for ``egress``, and releases it. bubblewrap is born in the
+   run's cgroup (cgroup v1: the starting thread enters the cgroup alone
+   around Popen, which still vforks; see :mod:`.cgroup_v1`), so its two
+   processes, the program and all its descendants are inside from the
+   start. Where that cannot be arranged (cgroup v2, no permission) the two
+   processes are moved from the parent while bubblewrap is held, which
+   overlaps the RCU grace period that a process migration waits for
+   (~10 ms here) with bubblewrap's set-up.
 5. The program runs; its stdout and stderr share one pipe, read by a thread.
 6. Timeout or cancel: SIGTERM to every process of the run (listed from the
    cgroup, or as the process tree under the sandbox's PID 1), the grace
@@ -182,6 +184,12 @@ class BwrapExecutor:
         if wanted == "tmpfs":
             raise SandboxError("workdir=tmpfs needs a root worker with CAP_SYS_ADMIN")
         return "monitor"
+
+    @property
+    def copies_workdir(self) -> bool:
+        """Whether each run gets a copy of ``spec.workdir`` (never the directory itself),
+        so one extracted tarball may serve several runs."""
+        return self.workdir_mode == "tmpfs"
 
     def describe(self) -> str:
         network = f"egress via {self.slirp}" if self.slirp else "egress unavailable"

@@ -2,7 +2,8 @@
 
 bubblewrap is held at ``--block-fd`` until :meth:`BwrapProcess.release`;
 until then only its monitor and the sandbox's PID 1 exist, which is when
-they are moved into the run's cgroup and when slirp4netns is attached.
+slirp4netns is attached and, unless they were born in the run's cgroup
+(see :meth:`RunCgroup.spawning`), when they are moved into it.
 """
 
 from __future__ import annotations
@@ -80,17 +81,20 @@ class BwrapProcess:
                 [bwrap, "--args", str(args_r), "--", *command], ident, rlimits
             )
             started = time.monotonic()
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out_w,
-                stderr=out_w,
-                env={},
-                cwd="/",
-                pass_fds=passed,
-                start_new_session=True,
-                **extra,
-            )
+            # Born in the run's cgroup where the manager can arrange it (v1), else
+            # moved there below, while bubblewrap waits at --block-fd.
+            with cgroup.spawning() as born_inside:
+                proc = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out_w,
+                    stderr=out_w,
+                    env={},
+                    cwd="/",
+                    pass_fds=passed,
+                    start_new_session=True,
+                    **extra,
+                )
         except OSError as exc:
             for fd in opened:
                 os.close(fd)
@@ -105,13 +109,16 @@ class BwrapProcess:
         finally:
             os.close(args_w)
         try:
-            # The first cgroup migration waits for an RCU grace period (~10 ms):
-            # moving the monitor first overlaps that wait with bubblewrap's
-            # set-up. PID 1 may be cloned before or after; moving it too (fast
-            # now) covers both. It waits at --block-fd, so nothing else exists.
-            cgroup.attach([proc.pid])
+            moved = not (born_inside and cgroup.contains(proc.pid))
+            if moved:
+                # A process migration waits for an RCU grace period (~10 ms):
+                # moving the monitor first overlaps that wait with bubblewrap's
+                # set-up. PID 1 may be cloned before or after; moving it too
+                # (fast now) covers both. It waits at --block-fd, so nothing
+                # else exists yet.
+                cgroup.attach([proc.pid])
             sandbox._read_child_pid()
-            if sandbox.init_pid is not None:
+            if moved and sandbox.init_pid is not None:
                 cgroup.attach([sandbox.init_pid])
         except BaseException:
             sandbox.close()

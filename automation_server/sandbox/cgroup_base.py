@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
 import time
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -30,6 +32,11 @@ class RunCgroup(Protocol):
 
     def attach(self, pids: Iterable[int]) -> None:
         """Move processes into the cgroup (their later children are born in it)."""
+        ...
+
+    def spawning(self) -> AbstractContextManager[bool]:
+        """While held, processes the calling thread starts are born in the cgroup
+        (True); False when that cannot be arranged and :meth:`attach` is needed."""
         ...
 
     def pids(self) -> list[int]:
@@ -68,6 +75,9 @@ class NullCgroup:
     def attach(self, pids: Iterable[int]) -> None:
         return None
 
+    def spawning(self) -> AbstractContextManager[bool]:
+        return contextlib.nullcontext(False)
+
     def pids(self) -> list[int]:
         return []
 
@@ -98,9 +108,32 @@ def _write(path: Path, value: str) -> None:
 
 def _read_pids(procs_file: Path) -> list[int]:
     try:
-        return [int(line) for line in procs_file.read_text().split()]
+        pids = [int(line) for line in procs_file.read_text().split()]
     except FileNotFoundError:
         return []
+    # Never this process: a thread of it may sit in a run's cgroup for a moment
+    # (see V1Cgroup.spawning), and a run's process list must never include it.
+    own = os.getpid()
+    return [pid for pid in pids if pid != own]
+
+
+def locate_in_mount(mount_root: str, mount_point: Path, own: str) -> Path | None:
+    """Where the cgroup ``own`` (a path as /proc/*/cgroup shows it) is under a mount."""
+    if mount_root == "/":
+        return mount_point / own.lstrip("/")
+    if own == mount_root or own.startswith(mount_root + "/"):
+        return mount_point / own[len(mount_root) :].lstrip("/")
+    return None
+
+
+def parse_proc_cgroup(text: str) -> dict[str, str]:
+    """Controller (or "" for v2) -> cgroup path, from /proc/<pid>/cgroup."""
+    paths: dict[str, str] = {}
+    for line in text.splitlines():
+        _, controllers, path = line.split(":", 2)
+        for controller in controllers.split(",") if controllers else [""]:
+            paths[controller] = path
+    return paths
 
 
 def _kill_members(dirs: Iterable[Path], deadline_s: float = 5.0) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from automation_server.errors import SandboxError
@@ -35,6 +36,11 @@ class V2Cgroup:
 
     def attach(self, pids: Iterable[int]) -> None:
         _attach([self.dir], pids)
+
+    def spawning(self) -> AbstractContextManager[bool]:
+        # A thread alone cannot enter a domain cgroup in v2 (only threaded
+        # subtrees); processes are moved after they start (see attach).
+        return contextlib.nullcontext(False)
 
     def pids(self) -> list[int]:
         return _read_pids(self.dir / "cgroup.procs")

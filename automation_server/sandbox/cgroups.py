@@ -5,10 +5,12 @@ controllers are available to us), v1 (separate ``memory``, ``pids`` and
 ``cpu`` hierarchies) and a null one when neither may be used (an unprivileged
 worker without delegation): then rlimits and the PID namespace do the work.
 
-The worker moves bubblewrap's two processes into the cgroup while
-bubblewrap holds the sandbox at ``--block-fd`` (mounts done, program not yet
-forked), so the program and everything it forks are born inside; see
-:mod:`automation_server.sandbox.bwrap` for why this is not done in the child.
+bubblewrap is born inside the run's cgroup where the manager can arrange it
+(:meth:`RunCgroup.spawning`; v1 moves the starting thread alone, which needs
+no RCU grace period); otherwise the worker moves bubblewrap's two processes
+into the cgroup while bubblewrap holds the sandbox at ``--block-fd`` (mounts
+done, program not yet forked). Either way the program and everything it
+forks are born inside; see :mod:`automation_server.sandbox.bwrap`.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from automation_server.sandbox.cgroup_base import (
     RunCgroup,
     _write,
     in_cgroup,
+    locate_in_mount,
+    parse_proc_cgroup,
     signal_if_member,
 )
 from automation_server.sandbox.cgroup_v1 import V1Cgroup, V1Manager
@@ -92,20 +96,11 @@ def _mounts(mountinfo: str) -> list[_Mount]:
 
 def _own_paths(proc_cgroup: str) -> dict[str, str]:
     """Controller (or "" for v2) -> this process's cgroup path."""
-    paths: dict[str, str] = {}
-    for line in proc_cgroup.splitlines():
-        _, controllers, path = line.split(":", 2)
-        for controller in controllers.split(",") if controllers else [""]:
-            paths[controller] = path
-    return paths
+    return parse_proc_cgroup(proc_cgroup)
 
 
 def _locate(mount: _Mount, own: str) -> Path | None:
-    if mount.root == "/":
-        return mount.point / own.lstrip("/")
-    if own == mount.root or own.startswith(mount.root + "/"):
-        return mount.point / own[len(mount.root) :].lstrip("/")
-    return None
+    return locate_in_mount(mount.root, mount.point, own)
 
 
 def detect_cgroups(mode: CgroupMode = "auto", parent: str = "automation-sandbox") -> CgroupManager:
@@ -139,6 +134,7 @@ def _fallback(mode: CgroupMode, reason: str) -> CgroupManager:
 
 def _try_v1(mounts: list[_Mount], own: dict[str, str], parent: str) -> V1Manager | str:
     bases: dict[str, Path] = {}
+    hierarchies: dict[str, tuple[str, Path]] = {}
     problems = []
     for controller in V1_CONTROLLERS:
         mount = next((m for m in mounts if m.fstype == "cgroup" and controller in m.options), None)
@@ -157,9 +153,10 @@ def _try_v1(mounts: list[_Mount], own: dict[str, str], parent: str) -> V1Manager
             problems.append(f"{controller}: {exc.strerror}")
             continue
         bases[controller] = base
+        hierarchies[controller] = (mount.root, mount.point)
     if "memory" not in bases and "pids" not in bases:
         return "cgroup v1: " + (", ".join(problems) or "no controllers")
-    return V1Manager(bases, migration_note(mounts))
+    return V1Manager(bases, migration_note(mounts), hierarchies)
 
 
 def _probe_child(base: Path) -> None:
