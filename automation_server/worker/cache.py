@@ -8,12 +8,18 @@ least recently used ones are evicted past the size limit.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import shutil
+import tempfile
 import threading
+from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 
 from automation_server.errors import DigestMismatch
+from automation_server.storage.archive import ArchiveLimits, safe_extract
 from automation_server.storage.blobs import blob_key
 from automation_server.storage.blobstore import BlobStore
 
@@ -65,3 +71,86 @@ class TarballCache:
                 if p != keep:
                     total -= p.stat().st_size
                     p.unlink(missing_ok=True)
+
+
+class ExtractedTrees:
+    """Extracted tarballs kept for executors that copy the workdir into each run.
+
+    An executor that copies the working directory into the run's own space
+    (bubblewrap with a per-run tmpfs) never exposes the source directory to
+    the run, so a verified extraction can serve every run of a variant
+    instead of one ``safe_extract`` per run. Trees live under a directory of
+    this process (0700), are read only by the worker, are replaced atomically
+    and are dropped least recently used beyond ``keep`` once no run uses them.
+    """
+
+    def __init__(self, root: Path, limits: ArchiveLimits, keep: int = 32) -> None:
+        self._limits = limits
+        self._keep = keep
+        self._lock = threading.Lock()
+        self._trees: OrderedDict[str, Path] = OrderedDict()
+        self._users: dict[str, int] = {}
+        self._extracting: dict[str, threading.Lock] = {}
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _remove_dead_owners(root)
+        self._root = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=root))
+
+    @contextlib.contextmanager
+    def use(self, digest: str, tarball: Path) -> Iterator[Path]:
+        """The extracted tree of ``tarball`` (verified as ``digest``), for reading only."""
+        path = self._acquire(digest, tarball)
+        try:
+            yield path
+        finally:
+            self._release(digest)
+
+    def _acquire(self, digest: str, tarball: Path) -> Path:
+        with self._lock:
+            self._users[digest] = self._users.get(digest, 0) + 1
+            gate = self._extracting.setdefault(digest, threading.Lock())
+        try:
+            with gate:
+                with self._lock:
+                    found = self._trees.get(digest)
+                    if found is not None:
+                        self._trees.move_to_end(digest)
+                        return found
+                target = self._root / digest.replace(":", "-")
+                shutil.rmtree(target, ignore_errors=True)
+                staging = Path(tempfile.mkdtemp(prefix=".x-", dir=self._root))
+                try:
+                    safe_extract(tarball, staging / "tree", self._limits)
+                    (staging / "tree").rename(target)
+                finally:
+                    shutil.rmtree(staging, ignore_errors=True)
+                with self._lock:
+                    self._trees[digest] = target
+                return target
+        except BaseException:
+            self._release(digest)
+            raise
+
+    def _release(self, digest: str) -> None:
+        doomed: list[Path] = []
+        with self._lock:
+            self._users[digest] -= 1
+            if self._users[digest] <= 0:
+                del self._users[digest]
+                self._extracting.pop(digest, None)
+            unused = [d for d in self._trees if d not in self._users]
+            while len(self._trees) > self._keep and unused:
+                doomed.append(self._trees.pop(unused.pop(0)))
+        for path in doomed:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def close(self) -> None:
+        shutil.rmtree(self._root, ignore_errors=True)
+
+
+def _remove_dead_owners(root: Path) -> None:
+    """Trees left by worker processes that are gone (named ``<pid>-...``)."""
+    for entry in root.iterdir():
+        pid = entry.name.split("-", 1)[0]
+        if not pid.isdigit() or Path(f"/proc/{pid}").exists():
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
