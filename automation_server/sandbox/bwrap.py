@@ -10,8 +10,8 @@ How one run goes:
    environment**, through ``setpriv`` (host uid) and ``prlimit`` (rlimits),
    see :mod:`.launch`. Every option, including the ``--setenv`` of each
    variable (secrets too), comes through the pipe FD: ``ps`` shows no
-   variable, and ``/proc/1/environ`` inside is empty. Files bubblewrap
-   creates (``/etc/passwd`` and friends) come through pipes as well.
+   variable, and ``/proc/1/environ`` inside is empty. ``/etc`` is one
+   prepared directory, bound read-only (:mod:`.etcdir`).
 4. bubblewrap reports the PID of the sandbox's PID 1 on ``--json-status-fd``
    and then holds it at ``--block-fd`` with all mounts done, before the
    program is forked. The worker pins that PID with a pidfd, starts
@@ -60,6 +60,7 @@ from automation_server.sandbox.cgroups import (
     RunCgroup,
     detect_cgroups,
 )
+from automation_server.sandbox.etcdir import SandboxEtc
 from automation_server.sandbox.launch import Launcher, Rlimit, rlimits_for
 from automation_server.sandbox.logcap import LogCapture, OutputPump
 from automation_server.sandbox.network import RESOLV_CONF, Slirp
@@ -167,6 +168,7 @@ class BwrapExecutor:
             self.settings.uid_base if self.privileged else None,
         )
         self.mounts_dir = state / "mounts"
+        self.etc = SandboxEtc(state / "etc", ETC_ENTRIES, _etc_files)
         self.cgroups: CgroupManager = detect_cgroups(
             self.settings.cgroup, self.settings.cgroup_parent
         )
@@ -251,7 +253,7 @@ class BwrapExecutor:
         try:
             args = self._bwrap_args(spec, env, fs, python_binds)
             sandbox = BwrapProcess.start(
-                self.bwrap, args, entry.argv, _etc_files(spec), ident, cgroup,
+                self.bwrap, args, entry.argv, ident, cgroup,
                 self._rlimits(spec.limits, ident, cgroup), self.launcher,
             )  # fmt: skip
             pump = OutputPump(sandbox.out_r, capture, on_output)
@@ -382,14 +384,11 @@ class BwrapExecutor:
             # The sandbox's own size-capped tmpfs mounts, not the host's /tmp.
             "--perms", "01777", "--size", tmp_bytes, "--tmpfs", "/tmp",  # noqa: S108
             "--perms", "01777", "--size", tmp_bytes, "--tmpfs", "/dev/shm",  # noqa: S108
-            "--perms", "0755", "--dir", "/etc",
+            "--ro-bind", str(self.etc.path(spec.network)), "/etc",
             "--perms", "0755", "--dir", "/run",
             "--perms", "0755", "--dir", RUN_DIR,
             "--perms", "0755", "--dir", BIN_DIR,
         ]  # fmt: skip
-        args += _mirror_entries(ETC_ENTRIES)
-        if spec.network == "host":
-            args += ["--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf"]
         for directory in python_binds:
             args += ["--ro-bind", str(directory), str(directory)]
         args += [
@@ -436,7 +435,7 @@ def _mirror_entries(paths: Sequence[str]) -> list[str]:
     return args
 
 
-def _etc_files(spec: RunSpec) -> dict[str, bytes]:
+def _etc_files(network: str) -> dict[str, bytes]:
     """Files synthesised for the sandbox: its own user database, hosts and resolver."""
     files = {
         "/etc/passwd": (
@@ -454,7 +453,7 @@ def _etc_files(spec: RunSpec) -> dict[str, bytes]:
             "networks: files\nprotocols: files\nservices: files\n"
         ),
     }
-    if spec.network == "egress":
+    if network == "egress":
         files["/etc/resolv.conf"] = RESOLV_CONF
     return {path: text.encode() for path, text in files.items()}
 

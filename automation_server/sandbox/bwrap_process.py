@@ -50,7 +50,6 @@ class BwrapProcess:
         bwrap: str,
         args: list[str],
         command: Sequence[str],
-        files: dict[str, bytes],
         ident: Identity,
         cgroup: RunCgroup,
         rlimits: list[Rlimit],
@@ -70,13 +69,6 @@ class BwrapProcess:
             out_r, out_w = pipe()
             passed = [args_r, status_w, block_r]
             options = ["--json-status-fd", str(status_w), "--block-fd", str(block_r)]
-            for path, content in files.items():
-                r, w = pipe()
-                os.write(w, content)  # a few hundred bytes: fits in any pipe buffer
-                os.close(w)  # bubblewrap reads to EOF
-                opened.remove(w)
-                passed.append(r)
-                options += ["--perms", "0644", "--ro-bind-data", str(r), path]
             argv, extra = launcher.command(
                 [bwrap, "--args", str(args_r), "--", *command], ident, rlimits
             )

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from automation_server.errors import DigestMismatch
+from automation_server.sandbox.owned_dirs import process_dir
 from automation_server.storage.archive import ArchiveLimits, safe_extract
 from automation_server.storage.blobs import blob_key
 from automation_server.storage.blobstore import BlobStore
@@ -91,9 +92,7 @@ class ExtractedTrees:
         self._trees: OrderedDict[str, Path] = OrderedDict()
         self._users: dict[str, int] = {}
         self._extracting: dict[str, threading.Lock] = {}
-        root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        _remove_dead_owners(root)
-        self._root = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=root))
+        self._root = process_dir(root)
 
     @contextlib.contextmanager
     def use(self, digest: str, tarball: Path) -> Iterator[Path]:
@@ -145,12 +144,3 @@ class ExtractedTrees:
 
     def close(self) -> None:
         shutil.rmtree(self._root, ignore_errors=True)
-
-
-def _remove_dead_owners(root: Path) -> None:
-    """Trees left by worker processes that are gone (named ``<pid>-...``)."""
-    for entry in root.iterdir():
-        pid = entry.name.split("-", 1)[0]
-        if not pid.isdigit() or Path(f"/proc/{pid}").exists():
-            continue
-        shutil.rmtree(entry, ignore_errors=True)
