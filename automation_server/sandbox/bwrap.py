@@ -88,6 +88,7 @@ from automation_server.sandbox.supervise import (
     Ending,
     supervise,
 )
+from automation_server.sandbox.thread_ids import ThreadIds
 from automation_server.sandbox.uids import Identity, SlotPool
 
 # Where things are inside the sandbox.
@@ -158,8 +159,14 @@ class BwrapExecutor:
         self.settings = settings or BwrapSettings()
         self.bwrap = self.settings.bwrap_path or shutil.which("bwrap") or "/usr/bin/bwrap"
         self.slirp = self.settings.slirp_path or shutil.which("slirp4netns")
-        self.launcher = Launcher(shutil.which("setpriv"), shutil.which("prlimit"))
         self.privileged = os.geteuid() == 0
+        self.launcher = Launcher(
+            shutil.which("setpriv"),
+            shutil.which("prlimit"),
+            ThreadIds.probe(self.settings.uid_base, self.settings.uid_base)
+            if self.privileged
+            else None,
+        )
         state = self.settings.state_dir or default_state_dir()
         state.mkdir(mode=0o711, parents=True, exist_ok=True)
         self.slots = SlotPool(

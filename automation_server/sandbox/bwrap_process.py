@@ -75,7 +75,7 @@ class BwrapProcess:
             started = time.monotonic()
             # Born in the run's cgroup where the manager can arrange it (v1), else
             # moved there below, while bubblewrap waits at --block-fd.
-            with cgroup.spawning() as born_inside:
+            with cgroup.spawning() as born_inside, launcher.spawning(ident):
                 proc = subprocess.Popen(
                     argv,
                     stdin=subprocess.DEVNULL,
@@ -109,30 +109,41 @@ class BwrapProcess:
                 # (fast now) covers both. It waits at --block-fd, so nothing
                 # else exists yet.
                 cgroup.attach([proc.pid])
-            sandbox._read_child_pid()
+            created = sandbox._read_child_pid()
             if moved and sandbox.init_pid is not None:
                 cgroup.attach([sandbox.init_pid])
+            if launcher.limits_after_start and created:
+                sandbox._limit(launcher, ident, rlimits)
         except BaseException:
             sandbox.close()
             os.close(out_r)  # nobody reads the output yet
             raise
         return sandbox
 
-    def _read_child_pid(self) -> None:
-        """First status record: the sandbox's PID 1, pinned with a pidfd."""
+    def _read_child_pid(self) -> bool:
+        """First status record: the sandbox's PID 1, pinned with a pidfd. False when
+        bubblewrap failed before creating the sandbox (its message says why)."""
         line = self._read_status_line(_STATUS_TIMEOUT_S)
         if line is None:
-            return  # bubblewrap failed before creating the sandbox; it reports why
+            return False
         pid = int(json.loads(line)["child-pid"])
         try:
             pidfd = os.pidfd_open(pid)
         except OSError:
-            return
+            return True
         # PID 1 waits on --block-fd, so it is alive and is our bubblewrap's child.
         if read_ppid(pid) != self.proc.pid:
             os.close(pidfd)
-            return
+            return True
         self.init_pid, self.init_pidfd = pid, pidfd
+        return True
+
+    def _limit(self, launcher: Launcher, ident: Identity, rlimits: list[Rlimit]) -> None:
+        """The run's rlimits on bubblewrap's two processes while PID 1 is held: the
+        program, forked by PID 1 once released, inherits them."""
+        if self.init_pid is None:
+            raise SandboxError("the sandbox's PID 1 vanished before its limits were set")
+        launcher.limit_held([self.proc.pid, self.init_pid], ident, rlimits)
 
     def _read_status_line(self, timeout: float) -> bytes | None:
         buffer = b""
