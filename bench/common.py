@@ -97,18 +97,6 @@ def plain_bwrap_dir(script: str) -> Iterator[str]:
         yield tmp
 
 
-def plain_bwrap_times(script: str, n: int) -> list[float]:
-    """Seconds per plain bubblewrap run of ``script``, one after another."""
-    with plain_bwrap_dir(script) as workdir:
-        argv = plain_bwrap_argv(workdir)
-        times = []
-        for _ in range(n):
-            start = time.perf_counter()
-            subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, env={})
-            times.append(time.perf_counter() - start)
-    return times
-
-
 def plain_bwrap_throughput(script: str, n: int, concurrency: int) -> float:
     """Runs per second of ``n`` plain bubblewrap runs, ``concurrency`` at a time."""
     from concurrent.futures import ThreadPoolExecutor

@@ -3,13 +3,14 @@
 Measured in one process, baselines in the same run as the server figures:
 
 - ``plain_bwrap``: bubblewrap with fresh namespaces, started directly
-  (see ``bench.common.plain_bwrap_argv``), p50 one after another, and runs
-  per second two at a time;
+  (see ``bench.common.plain_bwrap_argv``): one before each sequential run, and
+  runs per second two at a time right before the throughput burst;
 - per database, with ``serve``'s worker at concurrency 2 and four automations
   (``max_running`` 1 each, so two run at once):
   - ``sequential``: one run at a time, queued-to-finished p50 from the run
     record (``finished_at - created_at``, the database's clock) and as a caller
-    sees it (dispatch call to the finished status), against the plain bwrap p50;
+    sees it (dispatch call to the finished status), against the p50 of plain
+    bwrap runs interleaved with them (one before each run);
   - ``throughput``: 120 runs queued over the four automations first (dispatches
     per second reported apart: that is the API's work), then a worker started:
     runs per second from the first ``started_at`` to the last ``finished_at``,
@@ -17,18 +18,26 @@ Measured in one process, baselines in the same run as the server figures:
   - ``rollup_cost``: milliseconds per ``finish`` of a run with an experiment and
     two metrics (rollups written) minus one without an experiment, over
     ``queue.finish`` calls with no sandbox.
+
+The worker runs in this process, so the benchmark hears of finished runs from
+a queue listener rather than polling the database every few milliseconds,
+which would take the interpreter lock from the worker it measures.
 """
 
 from __future__ import annotations
 
 import statistics
+import subprocess
+import threading
 import time
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from automation_server.automations.schemas import AutomationCreate, ConcurrencySpec
 from automation_server.db.models import Run
+from automation_server.queue.listeners import RunFacts
 from automation_server.queue.results import RunResult
 from automation_server.runs.schemas import DispatchRequest
 from automation_server.statuses import FINISHED
@@ -37,8 +46,9 @@ from bench.common import (
     TRIVIAL_SCRIPT,
     BenchStack,
     bare_subprocess_times,
+    plain_bwrap_argv,
+    plain_bwrap_dir,
     plain_bwrap_throughput,
-    plain_bwrap_times,
     stack,
     summary_ms,
     targz,
@@ -59,16 +69,47 @@ def _automations(s: BenchStack, prefix: str, n: int, **extra: Any) -> list[str]:
     ]
 
 
-def _finished_count(s: BenchStack, ids: list[str]) -> int:
-    with s.services.db.read() as session:
-        return int(
-            session.scalar(
+class FinishedRuns:
+    """A queue listener that wakes the benchmark when runs reach their final status.
+
+    Polling the database from this process every few milliseconds would take
+    the interpreter lock from the worker it measures; the queue calls this in
+    the finishing transaction instead, and the benchmark then confirms with
+    one read that the finish committed.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._finished: set[str] = set()
+
+    def run_created(self, session: Session, run: RunFacts) -> None:
+        return None
+
+    def run_finished(self, session: Session, run: RunFacts) -> None:
+        with self._cond:
+            self._finished.add(run.id)
+            self._cond.notify_all()
+
+    def wait_for(self, run_ids: set[str], timeout_s: float = 600) -> None:
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while not run_ids <= self._finished:
+                if not self._cond.wait(deadline - time.monotonic()):
+                    raise TimeoutError(f"{len(run_ids - self._finished)} runs did not finish")
+
+
+def _committed(s: BenchStack, run_ids: set[str]) -> None:
+    """Wait (briefly: the finish is committing) until the database shows them finished."""
+    while True:
+        with s.services.db.read() as session:
+            done = session.scalar(
                 select(func.count())
                 .select_from(Run)
-                .where(Run.automation_id.in_(ids), Run.status.in_(FINISHED))
+                .where(Run.id.in_(run_ids), Run.status.in_(FINISHED))
             )
-            or 0
-        )
+        if done == len(run_ids):
+            return
+        time.sleep(0.001)
 
 
 def _runs(s: BenchStack, ids: list[str]) -> list[Run]:
@@ -76,40 +117,47 @@ def _runs(s: BenchStack, ids: list[str]) -> list[Run]:
         return list(session.scalars(select(Run).where(Run.automation_id.in_(ids))))
 
 
-def _sequential(s: BenchStack, ids: list[str], n: int) -> dict[str, Any]:
-    seen = []
-    for i in range(n):
-        start = time.perf_counter()
-        run = s.services.dispatcher.dispatch(s.caller, ids[i % len(ids)], DispatchRequest())
-        while True:
-            with s.services.db.read() as session:
-                status = session.scalar(select(Run.status).where(Run.id == run.id))
-            if status in FINISHED:
-                break
-            time.sleep(0.005)
-        seen.append(time.perf_counter() - start)
-    runs = [r for r in _runs(s, ids) if r.finished_at]
+def _sequential(s: BenchStack, finished: FinishedRuns, ids: list[str], n: int) -> dict[str, Any]:
+    """One run at a time, each after one plain bubblewrap run of the same script, so
+    the machine's noise falls on both alike."""
+    seen, plain = [], []
+    with plain_bwrap_dir(TRIVIAL_SCRIPT) as workdir:
+        argv = plain_bwrap_argv(workdir)
+        for i in range(n):
+            start = time.perf_counter()
+            subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, env={})
+            plain.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            run = s.services.dispatcher.dispatch(s.caller, ids[i % len(ids)], DispatchRequest())
+            finished.wait_for({run.id})
+            _committed(s, {run.id})
+            seen.append(time.perf_counter() - start)
+    runs = [r for r in _runs(s, ids) if r.finished_at][-n:]
     recorded = [(r.finished_at - r.created_at).total_seconds() for r in runs]  # type: ignore[operator]
     return {
         "runs": n,
         "failed": sum(r.status != "succeeded" for r in runs),
+        "plain_bwrap": summary_ms(plain),
         "queued_to_finished": summary_ms(recorded),
         "dispatch_call_to_finished_seen": summary_ms(seen),
-        "p50_s": statistics.median(recorded),
+        "ratio_to_plain_bwrap": round(statistics.median(recorded) / statistics.median(plain), 2),
     }
 
 
-def _throughput(s: BenchStack, ids: list[str], worker: Any) -> dict[str, Any]:
+def _throughput(
+    s: BenchStack, finished: FinishedRuns, ids: list[str], worker: Any
+) -> dict[str, Any]:
     """120 runs queued first (the API's work, timed apart), then executed by the worker:
     runs per second from the first ``started_at`` to the last ``finished_at``."""
     start = time.perf_counter()
-    for i in range(BURST):
-        s.services.dispatcher.dispatch(s.caller, ids[i % len(ids)], DispatchRequest())
+    queued = {
+        s.services.dispatcher.dispatch(s.caller, ids[i % len(ids)], DispatchRequest()).id
+        for i in range(BURST)
+    }
     dispatched = time.perf_counter() - start
     worker.start()
-    deadline = time.monotonic() + 600
-    while _finished_count(s, ids) < BURST and time.monotonic() < deadline:
-        time.sleep(0.02)
+    finished.wait_for(queued)
+    _committed(s, queued)
     runs = _runs(s, ids)
     first = min(r.started_at for r in runs if r.started_at)
     last = max(r.finished_at for r in runs if r.finished_at)
@@ -148,28 +196,27 @@ def _rollup_cost(s: BenchStack, n: int) -> dict[str, Any]:
 def _with_kind(kind: str, quick: bool) -> dict[str, Any]:
     with stack(kind, AUTOMATION_WORKER_CONCURRENCY="2", AUTOMATION_POLL_S="1") as s:
         s.services.start_listener()
+        finished = FinishedRuns()
+        s.services.queue.add_listener(finished)
         worker = build_worker(s.services)
         worker.start()
         try:
             ids = _automations(s, "bench", AUTOMATIONS)
-            _sequential(s, ids, 8)  # warm the tarball cache and the pools
-            plain = plain_bwrap_times(TRIVIAL_SCRIPT, 30 if quick else 100)
-            seq = _sequential(s, ids, 30 if quick else 100)
+            _sequential(s, finished, ids, 8)  # warm the tarball cache and the pools
+            seq = _sequential(s, finished, ids, 40 if quick else 150)
         finally:
             worker.stop(grace_s=5)
         plain_rps = plain_bwrap_throughput(TRIVIAL_SCRIPT, BURST, 2)
         burst_worker = build_worker(s.services)
         try:
-            burst = _throughput(s, _automations(s, "burst", AUTOMATIONS), burst_worker)
+            burst_ids = _automations(s, "burst", AUTOMATIONS)
+            burst = _throughput(s, finished, burst_ids, burst_worker)
         finally:
             burst_worker.stop(grace_s=5)
         rollups = _rollup_cost(s, 100 if quick else 500)
-    plain_p50 = statistics.median(plain)
-    seq["ratio_to_plain_bwrap"] = round(seq.pop("p50_s") / plain_p50, 2)
     burst["plain_bwrap_runs_per_s"] = round(plain_rps, 2)
     burst["share_of_plain_bwrap"] = round(burst["runs_per_s"] / plain_rps, 2)
     return {
-        "plain_bwrap": summary_ms(plain),
         "sequential": seq,
         "throughput_concurrency_2": burst,
         "rollup_cost": rollups,

@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -52,13 +53,15 @@ class SandboxEtc:
         self._lock = threading.Lock()
         self._current: dict[str, tuple[str, Path]] = {}  # mode -> (signature, dir)
         self._superseded: list[tuple[float, Path]] = []
+        self._source_lists: dict[str, list[tuple[str, str]]] = {}
+        self._synthesised: dict[str, dict[str, bytes]] = {}
         self._dir = process_dir(root)
         self._dir.chmod(0o711)  # the run's uid binds from here: it must traverse
 
     def path(self, network: str) -> Path:
         """The directory to bind as the sandbox's ``/etc`` for a run with this network."""
         sources = self._sources(network)
-        signature = _signature(sources, self._files(network))
+        signature = _signature(sources, self._synthesised_files(network))
         with self._lock:
             found = self._current.get(network)
             if found is not None and found[0] == signature:
@@ -72,9 +75,19 @@ class SandboxEtc:
 
     def _sources(self, network: str) -> list[tuple[str, str]]:
         """(host path, name inside) of each entry; a ``host`` run resolves names as the
-        host does, so it gets the host's resolv.conf (followed)."""
-        names = [*self._entries, RESOLV] if network == "host" else list(self._entries)
-        return [(str(self._host_etc / Path(n).relative_to("/etc")), n) for n in names]
+        host does, so it gets the host's resolv.conf (followed). Worked out once per mode."""
+        found = self._source_lists.get(network)
+        if found is None:
+            names = [*self._entries, RESOLV] if network == "host" else list(self._entries)
+            found = [(str(self._host_etc / Path(n).relative_to("/etc")), n) for n in names]
+            self._source_lists[network] = found
+        return found
+
+    def _synthesised_files(self, network: str) -> dict[str, bytes]:
+        found = self._synthesised.get(network)
+        if found is None:
+            found = self._synthesised[network] = self._files(network)
+        return found
 
     def _build(self, network: str, signature: str, sources: list[tuple[str, str]]) -> Path:
         target = self._dir / f"{network}-{signature[:16]}"
@@ -84,7 +97,7 @@ class SandboxEtc:
         try:
             for source, name in sources:
                 _copy_entry(source, staging / Path(name).relative_to("/etc"), name == RESOLV)
-            for name, content in self._files(network).items():
+            for name, content in self._synthesised_files(network).items():
                 dest = staging / Path(name).relative_to("/etc")
                 dest.write_bytes(content)
                 dest.chmod(0o644)
@@ -115,20 +128,21 @@ class SandboxEtc:
 
 def _signature(sources: list[tuple[str, str]], files: dict[str, bytes]) -> str:
     """What the copy depends on: each entry's identity and times, and the synthesised text."""
-    digest = hashlib.sha256()
+    parts: list[object] = []
     for source, _ in sources:
-        digest.update(source.encode())
-        with contextlib.suppress(OSError):
+        try:
             st = os.lstat(source)
-            digest.update(f"{st.st_mode} {st.st_ino} {st.st_size} {st.st_mtime_ns}".encode())
-            if os.path.islink(source):
-                # The target's times too: resolv.conf is often a link to a changing file.
-                with contextlib.suppress(OSError):
-                    target = os.stat(source)
-                    digest.update(f"{target.st_ino} {target.st_mtime_ns}".encode())
-    for name, content in sorted(files.items()):
-        digest.update(name.encode() + b"\0" + content)
-    return digest.hexdigest()
+        except OSError:
+            parts.append(None)
+            continue
+        parts += [st.st_mode, st.st_ino, st.st_size, st.st_mtime_ns]
+        if stat.S_ISLNK(st.st_mode):
+            # The target's times too: resolv.conf is often a link to a changing file.
+            with contextlib.suppress(OSError):
+                target = os.stat(source)
+                parts += [target.st_ino, target.st_mtime_ns]
+    parts.append(sorted(files.items()))
+    return hashlib.sha256(repr(parts).encode()).hexdigest()
 
 
 def _copy_entry(source: str, dest: Path, followed: bool) -> None:
