@@ -7,8 +7,9 @@ How one run goes:
 2. The writable space is prepared (:mod:`.runfs`) and a cgroup is created
    (:mod:`.cgroups`).
 3. ``bwrap --args FD -- <entrypoint>`` is started with an **empty
-   environment**, through ``setpriv`` (host uid) and ``prlimit`` (rlimits),
-   see :mod:`.launch`. Every option, including the ``--setenv`` of each
+   environment**, as the run's host uid and with its rlimits (the starting
+   thread switches itself alone, or ``setpriv`` and ``prlimit`` are in the
+   exec chain; see :mod:`.launch`). Every option, including the ``--setenv`` of each
    variable (secrets too), comes through the pipe FD: ``ps`` shows no
    variable, and ``/proc/1/environ`` inside is empty. ``/etc`` is one
    prepared directory, bound read-only (:mod:`.etcdir`).
@@ -35,10 +36,13 @@ How one run goes:
    program exited N" (death by signal n is 128+n, as in the shell) from "the
    sandbox could not start" (no exit record: bubblewrap's message is the
    error).
+8. The tmpfs, cgroup and slot are released by the :mod:`.janitor` while the
+   caller records the result.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -61,6 +65,7 @@ from automation_server.sandbox.cgroups import (
     detect_cgroups,
 )
 from automation_server.sandbox.etcdir import SandboxEtc
+from automation_server.sandbox.janitor import Janitor
 from automation_server.sandbox.launch import Launcher, Rlimit, rlimits_for
 from automation_server.sandbox.logcap import LogCapture, OutputPump
 from automation_server.sandbox.network import RESOLV_CONF, Slirp
@@ -180,6 +185,7 @@ class BwrapExecutor:
             self.settings.cgroup, self.settings.cgroup_parent
         )
         self.workdir_mode = self._pick_workdir_mode()
+        self.janitor = Janitor()
         self._pythons: dict[Path, tuple[Path, ...]] = {}
         self._pythons_lock = threading.Lock()
 
@@ -199,6 +205,10 @@ class BwrapExecutor:
         """Whether each run gets a copy of ``spec.workdir`` (never the directory itself),
         so one extracted tarball may serve several runs."""
         return self.workdir_mode == "tmpfs"
+
+    def wait_cleaned(self, timeout_s: float = 10.0) -> bool:
+        """Wait until every finished run's mount, cgroup and slot are released."""
+        return self.janitor.wait_idle(timeout_s)
 
     def describe(self) -> str:
         network = f"egress via {self.slirp}" if self.slirp else "egress unavailable"
@@ -230,18 +240,22 @@ class BwrapExecutor:
         except RunInputError as exc:
             return make_outcome(spec, "failed", None, str(exc), 0, capture)
         python_binds = self._python_binds(spec.python)
-        with self.slots.acquire() as ident:
+        with contextlib.ExitStack() as held:  # undone last to first: cgroup, fs, slot
+            ident = held.enter_context(self.slots.acquire())
             self._check_reachable(spec, python_binds, ident)
             try:
                 fs = self._prepare_fs(spec, ident)
             except RunInputError as exc:
                 return make_outcome(spec, "failed", None, str(exc), 0, capture)
-            try:
-                return self._run_prepared(
-                    spec, ident, entry, env, fs, python_binds, cancel, on_output, capture
-                )
-            finally:
-                fs.cleanup()
+            held.callback(fs.cleanup)
+            outcome = self._run_prepared(
+                spec, ident, entry, env, fs, python_binds, cancel, on_output, capture, held
+            )
+            if fs.kind == "tmpfs":
+                # Nothing of the run is left but its own mount and cgroup: those go
+                # while the caller records the result (see .janitor).
+                self.janitor.later(held.pop_all().close)
+            return outcome
 
     def _run_prepared(
         self,
@@ -254,8 +268,10 @@ class BwrapExecutor:
         cancel: threading.Event,
         on_output: OnOutput | None,
         capture: LogCapture,
+        held: contextlib.ExitStack,
     ) -> Outcome:
         cgroup = self.cgroups.create(ident.name, spec.limits)
+        held.callback(cgroup.remove)
         sandbox: BwrapProcess | None = None
         try:
             args = self._bwrap_args(spec, env, fs, python_binds)
@@ -291,7 +307,6 @@ class BwrapExecutor:
         finally:
             if sandbox is not None:
                 sandbox.close()
-            cgroup.remove()
         fs.collect_output(spec.output_dir)
         return self._conclude(spec, ending, status_code, oom_killed, duration_ms, capture)
 
