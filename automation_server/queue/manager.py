@@ -282,7 +282,9 @@ class RunQueue:
             listener.run_finished(session, facts)
         self._metrics.runs_finished.labels(facts.status.value).inc()
         # A slot of this automation is free: other workers may claim its next run.
-        self._notifier.runs_queued(session)
+        # The worker recording its own finish (``own``) wakes itself once the slot
+        # is free; a local wake now would claim with the slot still counted busy.
+        self._notifier.runs_queued(session, local=not own)
 
     def hand_back(self, run_id: str, worker_id: str) -> bool:
         """Re-queue a running run without counting an attempt (graceful shutdown)."""

@@ -5,11 +5,17 @@ PostgreSQL delivers them only when it commits; in-process callbacks are run
 after the commit for the same reason (a worker woken earlier would find
 nothing). Polling stays as the fallback, and is all SQLite has across
 processes.
+
+Each notifier tags what it sends through PostgreSQL with its own origin, and
+its listener drops what comes back with that tag: local subscribers already
+heard of it after the commit, and a second delivery would cost each worker a
+second, empty claim.
 """
 
 from __future__ import annotations
 
 import threading
+import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -36,6 +42,7 @@ class Notifier:
 
     def __init__(self, *, postgres: bool) -> None:
         self._postgres = postgres
+        self.origin = uuid.uuid4().hex[:12]  # this notifier, in what it sends
         self._subscribers: dict[str, list[Callback]] = defaultdict(list)
         self._lock = threading.Lock()
 
@@ -53,8 +60,17 @@ class Notifier:
             except Exception:  # a subscriber bug must not break the sender
                 log.exception("notify.callback_failed", channel=channel)
 
-    def runs_queued(self, session: Session) -> None:
-        self._send(session, RUNS, "")
+    def runs_queued(self, session: Session, *, local: bool = True) -> None:
+        """``local=False``: other processes only (a worker recording its own finish
+        wakes its claim loop itself once the slot is free)."""
+        self._send(session, RUNS, "", local=local)
+
+    def received(self, channel: str, tagged: str) -> None:
+        """A notification from PostgreSQL: delivered unless this notifier sent it."""
+        origin, sep, payload = tagged.partition(":")
+        if sep and origin == self.origin:
+            return
+        self.deliver(channel, payload if sep else tagged)
 
     def run_cancelled(self, session: Session, run_id: str) -> None:
         self._send(session, CANCEL, run_id)
@@ -65,7 +81,7 @@ class Notifier:
     def outbox_written(self, session: Session) -> None:
         self._send(session, OUTBOX, "")
 
-    def _send(self, session: Session, channel: str, payload: str) -> None:
+    def _send(self, session: Session, channel: str, payload: str, *, local: bool = True) -> None:
         # One notification per channel and payload per transaction is enough: a
         # scheduler queuing 500 runs wakes the workers once, not 500 times.
         sent: set[tuple[str, str]] = session.info.setdefault("notified", set())
@@ -73,7 +89,10 @@ class Notifier:
             return
         sent.add((channel, payload))
         if self._postgres:
-            session.connection().execute(_PG_NOTIFY, {"c": channel, "p": payload})
+            tagged = f"{self.origin}:{payload}"
+            session.connection().execute(_PG_NOTIFY, {"c": channel, "p": tagged})
+        if not local:
+            return
 
         def after_commit(done: Any) -> None:
             done.info.pop("notified", None)
@@ -119,7 +138,7 @@ class PostgresListener:
                     self._notifier.deliver(SCHEDULES, "")
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=1.0):
-                            self._notifier.deliver(note.channel, note.payload)
+                            self._notifier.received(note.channel, note.payload)
             except psycopg.Error as exc:
                 log.warning("notify.listener_reconnect", error=type(exc).__name__, delay_s=delay)
                 self._stop.wait(delay)
