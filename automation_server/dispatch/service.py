@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -127,8 +127,9 @@ class Dispatcher:
         idempotency_key: str | None,
     ) -> RunOut:
         with self._db.write() as session:
-            automation = session.scalars(
-                select(Automation)
+            found = session.execute(
+                # The database's time in the same round trip: the run's created_at.
+                select(Automation, self._queue.clock.now().label("db_now"))
                 .where(
                     Automation.id == automation_id,
                     Automation.org_id == caller.org_id,
@@ -136,10 +137,11 @@ class Dispatcher:
                 )
                 # KEY SHARE: waits for a PATCH (the revision is consistent) but not for
                 # other dispatches or workers claiming this automation's runs.
-                .with_for_update(read=True, key_share=True)
+                .with_for_update(read=True, key_share=True, of=Automation)
             ).one_or_none()
-            if automation is None:
+            if found is None:
                 raise NotFound(f"no automation with id '{automation_id}'")
+            automation, now = found[0], found[1].astimezone(UTC)
             if idempotency_key:
                 existing = self._reuse_key(session, automation.id, idempotency_key)
                 if existing is not None:
@@ -158,6 +160,7 @@ class Dispatcher:
                 variant=request.variant,
                 key=request.assignment_key,
                 idempotency_key=idempotency_key,
+                now=now,
             )
             return run_out(run)
 
@@ -193,6 +196,7 @@ class Dispatcher:
         idempotency_key: str | None = None,
         rng: Callable[[], float] | None = None,
         batch: Batch | None = None,
+        now: datetime | None = None,
     ) -> Run:
         """Choose the variant and insert the run, in the caller's transaction.
 
@@ -229,7 +233,7 @@ class Dispatcher:
             environment_digest=chosen.get("environment_digest"),
             trigger=trigger,
             payload=payload,
-            now=batch.now if batch and batch.now else self._queue.now(session),
+            now=now or (batch.now if batch and batch.now else None) or self._queue.now(session),
             scheduled_for=scheduled_for,
             idempotency_key=idempotency_key,
             skipped_reason=skipped,
