@@ -128,7 +128,7 @@ class Dispatcher:
     ) -> RunOut:
         with self._db.write() as session:
             found = session.execute(
-                # The database's time in the same round trip: the run's created_at.
+                # PostgreSQL's time in the same round trip: the run's created_at.
                 select(Automation, self._queue.clock.now().label("db_now"))
                 .where(
                     Automation.id == automation_id,
@@ -141,7 +141,10 @@ class Dispatcher:
             ).one_or_none()
             if found is None:
                 raise NotFound(f"no automation with id '{automation_id}'")
-            automation, now = found[0], found[1].astimezone(UTC)
+            automation = found[0]
+            # PostgreSQL's now() is the transaction's start whenever it is read; on
+            # SQLite (the host's clock) the time is read when the run is inserted.
+            now = found[1].astimezone(UTC) if self._queue.clock.postgres else None
             if idempotency_key:
                 existing = self._reuse_key(session, automation.id, idempotency_key)
                 if existing is not None:

@@ -49,7 +49,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -303,19 +303,20 @@ class BwrapExecutor:
             finally:
                 pump.finish(timeout=2.0)
             status_code = sandbox.exit_record()
-            oom_killed = cgroup.oom_killed()  # read before the cgroup goes
         finally:
             if sandbox is not None:
                 sandbox.close()
         fs.collect_output(spec.output_dir)
-        return self._conclude(spec, ending, status_code, oom_killed, duration_ms, capture)
+        # The cgroup is removed after this returns (``held``), so its OOM counter can
+        # be read here, and only for a failure that it may explain.
+        return self._conclude(spec, ending, status_code, cgroup.oom_killed, duration_ms, capture)
 
     def _conclude(
         self,
         spec: RunSpec,
         ending: Ending,
         status_code: int | None,
-        oom_killed: bool,
+        oom_killed: Callable[[], bool],
         duration_ms: int,
         capture: LogCapture,
     ) -> Outcome:
@@ -335,7 +336,7 @@ class BwrapExecutor:
             return make_outcome(spec, "failed", None, problem, duration_ms, capture)
         if code == 0:
             return make_outcome(spec, "succeeded", 0, None, duration_ms, capture)
-        error = failure_error(code, spec.limits, oom_killed=oom_killed)
+        error = failure_error(code, spec.limits, oom_killed=oom_killed())
         return make_outcome(spec, "failed", code, error, duration_ms, capture)
 
     # -- preparation ----------------------------------------------------------------
