@@ -210,19 +210,20 @@ class RevisionCache:
 
 def load_claimed(session: Session, rows: list[Any], revisions: RevisionCache) -> list[ClaimedRun]:
     """What each started run needs, read in the claiming transaction: the automations'
-    settings and secrets in one query, the (immutable) revisions from the cache."""
+    settings, secrets and state in one query, the (immutable) revisions from the cache."""
     if not rows:
         return []
     variants = revisions.variants(session, {(r.automation_id, r.automation_revision) for r in rows})
     settings: dict[str, Any] = {}
     secrets: dict[str, dict[str, str]] = defaultdict(dict)
+    states: dict[str, dict[str, Any]] = {}
     ids = sorted({r.automation_id for r in rows})
-    conn = session.connection()
-    for row in conn.execute(_settings_statement(), {"b_ids": ids}):
+    for row in session.connection().execute(_settings_statement(), {"b_ids": ids}):
         settings[row.id] = row
         if row.secret_name is not None:
             secrets[row.id][row.secret_name] = row.ciphertext
-    states = {a: dict(state) for a, state in conn.execute(_states_statement(), {"b_ids": ids})}
+        if row.state is not None:
+            states[row.id] = dict(row.state)
     return [
         _claimed(
             r,
@@ -237,7 +238,7 @@ def load_claimed(session: Session, rows: list[Any], revisions: RevisionCache) ->
 
 @cache
 def _settings_statement() -> Select[Any]:
-    """The automations' settings and secrets (one row per secret), built once."""
+    """The automations' settings, secrets and state (one row per secret), built once."""
     return (
         select(
             Automation.id,
@@ -248,16 +249,11 @@ def _settings_statement() -> Select[Any]:
             Automation.limits,
             AutomationSecret.name.label("secret_name"),
             AutomationSecret.ciphertext,
+            AutomationState.state,
         )
         .outerjoin(AutomationSecret, AutomationSecret.automation_id == Automation.id)
+        .outerjoin(AutomationState, AutomationState.automation_id == Automation.id)
         .where(Automation.id.in_(bindparam("b_ids", expanding=True)))
-    )
-
-
-@cache
-def _states_statement() -> Select[Any]:
-    return select(AutomationState.automation_id, AutomationState.state).where(
-        AutomationState.automation_id.in_(bindparam("b_ids", expanding=True))
     )
 
 
