@@ -181,6 +181,7 @@ class BwrapExecutor:
         )
         self.mounts_dir = state / "mounts"
         self.etc = SandboxEtc(state / "etc", ETC_ENTRIES, _etc_files)
+        self.etc.path("none")  # prepared now, not on the first run's path
         self.cgroups: CgroupManager = detect_cgroups(
             self.settings.cgroup, self.settings.cgroup_parent
         )
@@ -408,6 +409,7 @@ class BwrapExecutor:
             "--perms", "01777", "--size", tmp_bytes, "--tmpfs", "/tmp",  # noqa: S108
             "--perms", "01777", "--size", tmp_bytes, "--tmpfs", "/dev/shm",  # noqa: S108
             "--ro-bind", str(self.etc.path(spec.network)), "/etc",
+            *(a for src, name in self.etc.binds(spec.network) for a in ("--ro-bind", src, name)),
             "--perms", "0755", "--dir", "/run",
             "--perms", "0755", "--dir", RUN_DIR,
             "--perms", "0755", "--dir", BIN_DIR,

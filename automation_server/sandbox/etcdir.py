@@ -1,20 +1,21 @@
-"""The sandbox's ``/etc``: one prepared directory, bound read-only in a single mount.
+"""The sandbox's ``/etc``: one prepared directory, bound read-only, and a few binds on it.
 
 A program needs a handful of host ``/etc`` entries (the loader's cache, time
 zone, CA certificates, protocol tables) and a user database of its own. Binding
 each entry and feeding each synthesised file through a pipe cost bubblewrap
 about 20 mounts per run, ~1.7 ms of a trivial run's 15 ms here. Instead the
-executor keeps a copy of those entries plus the synthesised files in a
-directory of its own process under the sandbox's state (owned by the worker,
-0755, never writable by a run), one per network mode, and binds that
-directory as ``/etc``.
+executor keeps a copy of the file and symlink entries plus the synthesised
+files in a directory of its own process under the sandbox's state (owned by
+the worker, 0755, never writable by a run), one per network mode, and binds
+that directory as ``/etc``. Directory entries (``ssl/certs``, ``alternatives``,
+``ld.so.conf.d``: hundreds of links, slow to copy) are bound on top of it, so
+they stay exactly the host's.
 
 The copy follows the host: before each run the entries are ``lstat``-ed (a
-few dozen microseconds; a directory's own times change when a file in it is
-replaced, as package updates do) and a changed entry (a CA bundle update, a new
-``resolv.conf`` for ``host`` runs) makes a fresh copy under a new name. Older
-copies are removed a minute after they were superseded, long after any run
-that was handed one has mounted it.
+few dozen microseconds) and a changed entry (a new ``resolv.conf`` for
+``host`` runs, an updated loader cache) makes a fresh copy under a new name.
+Older copies are removed a minute after they were superseded, long after any
+run that was handed one has mounted it.
 """
 
 from __future__ import annotations
@@ -83,6 +84,15 @@ class SandboxEtc:
             self._source_lists[network] = found
         return found
 
+    def binds(self, network: str) -> list[tuple[str, str]]:
+        """(host directory, path inside) to bind read-only on top of :meth:`path`'s
+        directory, which holds an empty mount point for each."""
+        return [
+            (source, name)
+            for source, name in self._sources(network)
+            if os.path.isdir(source) and not os.path.islink(source)
+        ]
+
     def _synthesised_files(self, network: str) -> dict[str, bytes]:
         found = self._synthesised.get(network)
         if found is None:
@@ -146,8 +156,8 @@ def _signature(sources: list[tuple[str, str]], files: dict[str, bytes]) -> str:
 
 
 def _copy_entry(source: str, dest: Path, followed: bool) -> None:
-    """Copy one host entry (a file, a directory of links, or a symlink) if it exists;
-    ``followed``: a symlink is copied as the file it points to."""
+    """Copy one host entry (a file or a symlink; a directory becomes an empty mount
+    point) if it exists; ``followed``: a symlink is copied as the file it points to."""
     if not (os.path.exists(source) if followed else os.path.lexists(source)):
         return
     dest.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -156,9 +166,8 @@ def _copy_entry(source: str, dest: Path, followed: bool) -> None:
     elif os.path.islink(source):
         os.symlink(os.readlink(source), dest)
     elif os.path.isdir(source):
-        shutil.copytree(source, dest, symlinks=True)
+        dest.mkdir(mode=0o755)  # a mount point: the host's directory is bound here
+        dest.chmod(0o755)
     else:
         shutil.copyfile(source, dest)
-    for path in (dest, *(dest.rglob("*") if dest.is_dir() and not dest.is_symlink() else ())):
-        if not path.is_symlink():
-            path.chmod(0o755 if path.is_dir() else 0o644)
+        dest.chmod(0o644)

@@ -41,18 +41,21 @@ def _make(tmp_path: Path, host: Path) -> SandboxEtc:
 
 
 def test_holds_the_named_entries_and_the_synthesised_files_only(tmp_path: Path, host: Path) -> None:
-    made = _make(tmp_path, host).path("none")
+    etc = _make(tmp_path, host)
+    made = etc.path("none")
     assert sorted(p.relative_to(made).as_posix() for p in made.rglob("*")) == [
         "ld.so.conf", "localtime", "passwd", "ssl", "ssl/certs",
-        "ssl/certs/abc.0", "ssl/certs/bundle.crt",
     ]  # fmt: skip
     assert (made / "passwd").read_text().startswith("sandbox:x:1000")
     assert os.readlink(made / "localtime") == "/usr/share/zoneinfo/Etc/UTC"
-    assert os.readlink(made / "ssl" / "certs" / "abc.0") == "bundle.crt"
+    # Directories are the host's own, bound on an empty mount point of the copy.
+    assert list((made / "ssl" / "certs").iterdir()) == []
+    assert etc.binds("none") == [(str(host / "ssl" / "certs"), "/etc/ssl/certs")]
     # Readable and traversable by the run's uid, writable by nobody but the worker.
     assert stat.S_IMODE(made.stat().st_mode) == 0o755
     assert stat.S_IMODE(made.parent.stat().st_mode) == 0o711
     assert stat.S_IMODE((made / "passwd").stat().st_mode) == 0o644
+    assert stat.S_IMODE((made / "ld.so.conf").stat().st_mode) == 0o644
     assert stat.S_IMODE((made / "ssl" / "certs").stat().st_mode) == 0o755
 
 
@@ -76,13 +79,13 @@ def test_a_changed_host_entry_makes_a_fresh_copy_and_keeps_the_old_one_a_while(
     etc = _make(tmp_path, host)
     first = etc.path("none")
     time.sleep(0.01)
-    # What update-ca-certificates does: a new file renamed over the old one.
-    (host / "ssl" / "certs" / "new.crt").write_text("CERT B\n")
-    (host / "ssl" / "certs" / "new.crt").rename(host / "ssl" / "certs" / "bundle.crt")
+    # What a package update does: a new file renamed over the old one.
+    (host / "ld.so.conf.new").write_text("include /opt/lib.conf\n")
+    (host / "ld.so.conf.new").rename(host / "ld.so.conf")
     second = etc.path("none")
     assert second != first
-    assert (second / "ssl" / "certs" / "bundle.crt").read_text() == "CERT B\n"
-    assert (first / "ssl" / "certs" / "bundle.crt").read_text() == "CERT A\n", (
+    assert (second / "ld.so.conf").read_text() == "include /opt/lib.conf\n"
+    assert (first / "ld.so.conf").read_text().startswith("include /etc/ld.so.conf.d"), (
         "a run handed the old copy just before may still be binding it"
     )
 
