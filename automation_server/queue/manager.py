@@ -16,7 +16,7 @@ whose lease was reaped cannot overwrite what happened since.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -192,8 +192,19 @@ class RunQueue:
 
     # ---- finish ----------------------------------------------------------------
 
-    def finish(self, run_id: str, worker_id: str, result: RunResult) -> FinishReport:
-        """Record an attempt's end: retry it, or give the run its final status."""
+    def finish(
+        self,
+        run_id: str,
+        worker_id: str,
+        result: RunResult,
+        before_commit: Callable[[], object] | None = None,
+    ) -> FinishReport:
+        """Record an attempt's end: retry it, or give the run its final status.
+
+        ``before_commit`` runs last inside the transaction: the worker waits there
+        for the run's log to be stored, so the log is written while this
+        transaction does its work, and is there whenever the status says finished.
+        """
         with self._db.write() as session:
             params = {**self.clock.params(), "b_run": run_id}
             row = (
@@ -205,7 +216,10 @@ class RunQueue:
                 status = RunStatus(row.status) if row else RunStatus.CANCELLED
                 log.warning("run.finish_ignored", run_id=run_id, status=status, reason="lease lost")
                 return FinishReport(recorded=False, final=False, status=status)
-            return self._settle(session, row, result)
+            report = self._settle(session, row, result)
+            if before_commit is not None:
+                before_commit()
+            return report
 
     def _settle(self, session: Session, row: Any, result: RunResult) -> FinishReport:
         """Apply one attempt's result to a locked run row (finish and reap share this)."""

@@ -14,7 +14,8 @@ import json
 import shutil
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
@@ -42,6 +43,8 @@ from automation_server.worker.reports import ReportError, read_report
 log = get_logger("worker")
 SDK_DIR = Path(automation_sdk.__file__).resolve().parent.parent
 LIVE_LOG_INTERVAL_S = 1.0
+# How long a finish waits for the final log; past it the result is recorded anyway.
+LOG_STORE_WAIT_S = 120.0
 MASK = b"[secret]"
 
 
@@ -74,6 +77,19 @@ def task_of(claimed: ClaimedRun, box: SecretBox) -> RunTask:
     secrets = {name: box.decrypt(c) for name, c in claimed.encrypted_secrets.items()}
     fields = {f.name: getattr(claimed, f.name) for f in dataclass_fields(ClaimedRun)}
     return RunTask(**fields, secrets=secrets)
+
+
+@dataclass(frozen=True)
+class Executed:
+    """An attempt's result, and a wait for its final log to reach the object store.
+
+    The log is stored in the background while the worker records the result;
+    the finishing transaction calls :attr:`log_stored` before it commits, so a
+    finished status never comes before its log.
+    """
+
+    result: RunResult
+    log_stored: Callable[[], None] = lambda: None
 
 
 class LiveLog:
@@ -143,6 +159,8 @@ class RunExecution:
         self._run_python = run_python
         self._archive_limits = archive_limits
         work_root.mkdir(parents=True, exist_ok=True, mode=0o711)
+        # Final logs are stored from here while the worker records the result.
+        self._publisher = ThreadPoolExecutor(max_workers=4, thread_name_prefix="log-publish")
         # An executor that copies the workdir into each run (bubblewrap's per-run
         # tmpfs) never exposes it to the run: one verified extraction per variant
         # then serves every run, instead of one safe_extract per run.
@@ -152,7 +170,7 @@ class RunExecution:
             else None
         )
 
-    def execute(self, task: RunTask, cancel: threading.Event) -> RunResult:
+    def execute(self, task: RunTask, cancel: threading.Event) -> Executed:
         root = self._work_root / task.run_id
         shutil.rmtree(root, ignore_errors=True)
         root.mkdir(mode=0o711)
@@ -168,11 +186,11 @@ class RunExecution:
             # sandbox could not start: the platform's failure, retried without using the
             # user's attempts.
             live.publish(f"run could not start: {exc.detail}\n".encode())
-            return RunResult.infrastructure(exc.detail, sandbox=self._executor.name)
+            return Executed(RunResult.infrastructure(exc.detail, sandbox=self._executor.name))
         finally:
             shutil.rmtree(root, ignore_errors=True)
-        live.publish(outcome.log)
-        return result
+        stored = self._publisher.submit(live.publish, outcome.log)
+        return Executed(result, lambda: _wait_stored(stored, task.run_id))
 
     def _run(self, spec: RunSpec, cancel: threading.Event, live: LiveLog) -> Outcome:
         try:
@@ -257,6 +275,14 @@ class RunExecution:
             limits=_limits_json(outcome.limits),
             state=state,
         )
+
+
+def _wait_stored(stored: Future[None], run_id: str) -> None:
+    """Wait for a final log (its store outage is already logged by publish)."""
+    try:
+        stored.result(timeout=LOG_STORE_WAIT_S)
+    except Exception:
+        log.exception("run.log_store_failed", run_id=run_id)
 
 
 def sandbox_limits(limits: Mapping[str, int]) -> Limits:

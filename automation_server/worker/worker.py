@@ -32,7 +32,7 @@ from automation_server.queue.workers import WorkerRegistry
 from automation_server.security.crypto import SecretBox, SecretKeyError
 from automation_server.security.keywatch import FatalStop, KeyWatch
 from automation_server.statuses import RunStatus
-from automation_server.worker.execution import RunExecution, RunTask, task_of
+from automation_server.worker.execution import Executed, RunExecution, RunTask, task_of
 
 log = get_logger("worker")
 
@@ -185,10 +185,11 @@ class Worker:
             with bind_run(task.run_id, task.automation_id, task.variant):
                 log.info("run.started", attempt=task.attempt, worker_id=self.id)
                 self._metrics.dispatch_latency.observe(task.waited_s)
-                result = self._execute(task, flight)
+                executed = self._execute(task, flight)
+                result = executed.result
                 duration = (result.duration_ms or 0) / 1000
                 self._metrics.run_duration.labels(result.status.value).observe(duration)
-                if self._record(flight, result):
+                if self._record(flight, result, executed.log_stored):
                     self._after_finish(task.automation_id)
         except Exception:
             # A bug of ours (or an outage that outlasted the retries) is the platform's
@@ -220,13 +221,17 @@ class Worker:
         self._wake.set()
         self.fatal.stop_with(reason)
 
-    def _execute(self, task: RunTask, flight: InFlight) -> RunResult:
+    def _execute(self, task: RunTask, flight: InFlight) -> Executed:
         return self._execution.execute(task, flight.cancel)
 
-    def _record(self, flight: InFlight, result: RunResult) -> bool:
-        """Store the attempt's result; True when the run reached its final state and its
-        automation's auto-promotion policy should be evaluated."""
+    def _record(
+        self, flight: InFlight, result: RunResult, log_stored: Callable[[], None] = lambda: None
+    ) -> bool:
+        """Store the attempt's result (committed once its log is stored); True when the
+        run reached its final state and its automation's auto-promotion policy should be
+        evaluated."""
         if flight.handing_back and result.status == RunStatus.CANCELLED:
+            log_stored()
             handed = self._durably(
                 "hand_back", lambda: self._queue.hand_back(flight.run_id, self.id)
             )
@@ -235,7 +240,9 @@ class Worker:
         if result.status == RunStatus.CANCELLED:
             result = replace(result, error=result.error or "cancelled by request")
         final = result
-        report = self._durably("finish", lambda: self._queue.finish(flight.run_id, self.id, final))
+        report = self._durably(
+            "finish", lambda: self._queue.finish(flight.run_id, self.id, final, log_stored)
+        )
         log.info(
             "run.finished",
             run_id=flight.run_id,

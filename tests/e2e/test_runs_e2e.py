@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 from automation_server.storage.blobs import blob_key
 from tests.e2e.conftest import Stack
@@ -165,3 +166,26 @@ def test_state_is_carried_from_one_successful_run_to_the_next(stack: Stack) -> N
     big = stack.create(name="bigstate", tarball=stack.upload({"main.py": too_big}))
     run = stack.wait(stack.dispatch(big["id"])["id"])
     assert run["status"] == "failed" and "AUTOMATION_MAX_STATE_BYTES" in run["error"]
+
+
+def test_a_finished_status_never_comes_before_its_log(stack: Stack) -> None:
+    """The final log is stored while the worker records the result; the record commits
+    only once the log is there, even when the store is slow."""
+    execution = stack.worker._execution
+    store = execution._store
+    real_put = store.put
+
+    def slow_put(key: str, data: bytes) -> None:
+        if key.startswith("logs/"):
+            time.sleep(0.5)
+        real_put(key, data)
+
+    store.put = slow_put  # type: ignore[method-assign]
+    try:
+        auto = stack.create(name="slow-log", tarball=stack.upload({"main.py": "print('end')\n"}))
+        run = stack.dispatch(auto["id"])
+        finished = stack.wait(run["id"])
+        assert finished["status"] == "succeeded", finished
+        assert stack.log(run["id"]) == "end\n", "the status said finished before its log"
+    finally:
+        store.put = real_put  # type: ignore[method-assign]
