@@ -38,7 +38,9 @@ if random.random() < float(os.environ["FAIL_P"]):
     sys.exit(1)
 """
 WIDE = {"width": 1300, "height": 900}
-READING = re.compile(r"^[+−]\d[\d,]*(\.\d+)?( pp| ms)? \[[+−]\d[\d,.]*, [+−]\d[\d,.]*\]")
+# A signed difference and interval; a difference that rounds to zero has no sign.
+_SIGNED = r"(?:[+−]\d[\d,]*(?:\.\d+)?|0(?:\.0+)?)"
+READING = re.compile(rf"^{_SIGNED}( pp| ms)? \[{_SIGNED}, {_SIGNED}\]")
 PERCENT_INTERVAL = re.compile(r"^\d{1,3}\.\d% \[\d{1,3}\.\d–\d{1,3}\.\d\]$")
 ESTIMATE = re.compile(r"^−?\d[\d,]*(\.\d+)? \[−?\d[\d,]*(\.\d+)?–−?\d[\d,]*(\.\d+)?\]")
 
