@@ -12,8 +12,10 @@ import contextlib
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +33,12 @@ def file_digest(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return "sha256:" + h.hexdigest()
+
+
+# A tarball handed out this recently may still be on its way into a run's
+# workdir (get() returns a path, not an open file): eviction leaves it, even if
+# the cache is over its size for that long.
+IN_USE_S = 60.0
 
 
 class TarballCache:
@@ -64,14 +72,31 @@ class TarballCache:
 
     def _evict(self, keep: Path) -> None:
         with self._lock:
-            files = [p for p in self._root.iterdir() if p.is_file() and p.suffix != ".tmp"]
-            total = sum(p.stat().st_size for p in files)
-            for p in sorted(files, key=lambda f: f.stat().st_mtime):
+            cached = self._cached_files()
+            total = sum(size for _, size, _ in cached)
+            now = time.time()
+            for path, size, used in sorted(cached, key=lambda entry: entry[2]):
                 if total <= self._max_bytes:
                     break
-                if p != keep:
-                    total -= p.stat().st_size
-                    p.unlink(missing_ok=True)
+                if path != keep and now - used >= IN_USE_S:
+                    total -= size
+                    path.unlink(missing_ok=True)
+
+    def _cached_files(self) -> list[tuple[Path, int, float]]:
+        """(path, size, mtime) of the finished tarballs; other threads' downloads in
+        progress (``*.tmp`` and the store's ``*.part`` beside them) are not cache
+        entries, and may be renamed or removed while this looks."""
+        cached = []
+        for path in self._root.iterdir():
+            if ".tmp" in path.name or path.name.endswith(".part"):
+                continue
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                cached.append((path, st.st_size, st.st_mtime))
+        return cached
 
 
 class ExtractedTrees:
