@@ -17,7 +17,11 @@ Measured in one process, baselines in the same run as the server figures:
     against two plain bwraps in parallel;
   - ``rollup_cost``: milliseconds per ``finish`` of a run with an experiment and
     two metrics (rollups written) minus one without an experiment, over
-    ``queue.finish`` calls with no sandbox.
+    ``queue.finish`` calls with no sandbox;
+  - ``claim_cost_behind_a_backlog``: milliseconds per claim (no sandbox) while
+    one automation at its ``max_running`` has 100, 1,000 and 10,000 queued
+    runs: the claim seeks each candidate automation's oldest runs, so the
+    figure should not grow with the backlog.
 
 The worker runs in this process, so the benchmark hears of finished runs from
 a queue listener rather than polling the database every few milliseconds,
@@ -32,11 +36,12 @@ import threading
 import time
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from automation_server.automations.schemas import AutomationCreate, ConcurrencySpec
 from automation_server.db.models import Run
+from automation_server.ids import new_id
 from automation_server.queue.listeners import RunFacts
 from automation_server.queue.results import RunResult
 from automation_server.runs.schemas import DispatchRequest
@@ -193,6 +198,42 @@ def _rollup_cost(s: BenchStack, n: int) -> dict[str, Any]:
     }
 
 
+def _add_backlog(s: BenchStack, automation_id: str, n: int) -> None:
+    """``n`` more queued runs of the automation: copies of one dispatched run, inserted
+    in one batch (dispatching ten thousand runs one by one would take a minute)."""
+    if n <= 0:
+        return
+    template = s.services.dispatcher.dispatch(s.caller, automation_id, DispatchRequest())
+    with s.services.db.write() as session:
+        row = session.get(Run, template.id)
+        assert row is not None
+        columns = {c.key: getattr(row, c.key) for c in Run.__table__.columns}
+        session.execute(insert(Run), [{**columns, "id": new_id()} for _ in range(n - 1)])
+
+
+def _claim_cost(s: BenchStack, sizes: tuple[int, ...], claims: int) -> dict[str, Any]:
+    """Milliseconds per claim (two slots) while one automation at its limit has a backlog
+    of each size and another has runs to take: the claim must not rank the backlog."""
+    backlog, other = _automations(s, "backlog", 2)
+    _add_backlog(s, other, 2 * claims)
+    queue, per_claim, queued = s.services.queue, {}, 0
+    result = RunResult("succeeded", 0, None, 1)
+    for size in sizes:
+        _add_backlog(s, backlog, size - queued)
+        queued = size
+        elapsed = 0.0
+        for _ in range(claims):
+            start = time.perf_counter()
+            claimed = queue.claim("bench-claimer", 2, 600)
+            elapsed += time.perf_counter() - start
+            for run in claimed:
+                queue.finish(run.run_id, "bench-claimer", result)
+                if run.automation_id == backlog:
+                    queued -= 1
+        per_claim[str(size)] = round(elapsed / claims * 1000, 3)
+    return {"queued_in_backlog": list(sizes), "claim_ms": per_claim, "claims_per_size": claims}
+
+
 def _with_kind(kind: str, quick: bool) -> dict[str, Any]:
     with stack(kind, AUTOMATION_WORKER_CONCURRENCY="2", AUTOMATION_POLL_S="1") as s:
         s.services.start_listener()
@@ -214,12 +255,14 @@ def _with_kind(kind: str, quick: bool) -> dict[str, Any]:
         finally:
             burst_worker.stop(grace_s=5)
         rollups = _rollup_cost(s, 100 if quick else 500)
+        claims = _claim_cost(s, (100, 1000, 10000), 30 if quick else 100)
     burst["plain_bwrap_runs_per_s"] = round(plain_rps, 2)
     burst["share_of_plain_bwrap"] = round(burst["runs_per_s"] / plain_rps, 2)
     return {
         "sequential": seq,
         "throughput_concurrency_2": burst,
         "rollup_cost": rollups,
+        "claim_cost_behind_a_backlog": claims,
     }
 
 

@@ -241,11 +241,24 @@ class Run(Base):
         ),
         Index("ix_runs_org_status_created", "org_id", "status", "created_at", "id"),
         Index("ix_runs_queued", "available_at", "id", **_partial("status = 'queued'")),
+        # The claim's per-automation seek: an automation's oldest queued runs.
+        Index(
+            "ix_runs_automation_queued",
+            "automation_id",
+            "available_at",
+            "id",
+            **_partial("status = 'queued'"),
+        ),
+        # Running runs per automation (the claim's free slots; SQLite reads no
+        # implication from the IN list of ix_runs_automation_active).
+        Index("ix_runs_automation_running", "automation_id", **_partial("status = 'running'")),
         Index("ix_runs_running_lease", "lease_expires_at", **_partial("status = 'running'")),
         Index(
             "ix_runs_automation_active",
             "automation_id",
             "status",
+            "available_at",
+            "id",
             **_partial("status IN ('queued', 'running')"),
         ),
         CheckConstraint(check_constraint(RunStatus, "status"), name="status"),

@@ -3,19 +3,23 @@
 A worker with ``n`` free slots takes the ``n`` oldest runnable runs of any
 automation, where a queued run is runnable when it is due (``available_at``
 on the database's clock) and its automation has fewer than ``max_running``
-runs running, counting the runs claimed in the same statement (a window
-ranks each automation's queued runs, and only the first ``free`` of each are
-eligible). A backlog of one automation at its limit never holds back
-another's runs.
+runs running, counting the runs claimed in the same statement. A backlog of
+one automation at its limit never holds back another's runs.
 
-PostgreSQL, any number of workers: the claim first locks the automations it
-may take runs from, oldest runnable run first, with ``FOR NO KEY UPDATE SKIP
-LOCKED``; a second statement (a new snapshot, so running counts committed
-since are seen) claims within those automations and returns the runs. Two
-claimers therefore never both start an automation's last free slot, never
-wait for each other (each skips what the other holds), and dispatches (KEY
-SHARE) never wait for either. SQLite has one writer at a time (``BEGIN
-IMMEDIATE``), so the second statement alone is safe there.
+Two statements. The first finds the ``n`` automations with a free slot whose
+oldest runnable run is oldest: the ``n`` oldest eligible runs can only come
+from them. The second takes at most ``n`` of each one's oldest due runs (an
+index seek per automation), ranks those few per automation, keeps the first
+``free`` of each, and starts the ``n`` oldest. Nothing is ranked beyond that,
+so a claim costs the same behind a backlog of ten thousand runs as of ten.
+
+PostgreSQL, any number of workers: the first statement locks those
+automations with ``FOR NO KEY UPDATE SKIP LOCKED``; the second runs in a new
+snapshot, so running counts committed since are seen. Two claimers therefore
+never both start an automation's last free slot, never wait for each other
+(each skips what the other holds), and dispatches (KEY SHARE) never wait for
+either. SQLite has one writer at a time (``BEGIN IMMEDIATE``), so it needs no
+lock.
 
 The same transaction loads what the runs need (automation settings, the
 variant as it was in the run's revision, encrypted secrets), so starting a
@@ -30,7 +34,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Select, Update, bindparam, func, select, tuple_, update
+from sqlalchemy import Select, Update, bindparam, func, select, tuple_, union_all, update
 from sqlalchemy.orm import Session
 
 from automation_server.db.models import (
@@ -79,64 +83,109 @@ def _running_counts() -> Any:
     )
 
 
+def _queued_automations() -> Any:
+    """The automations with queued runs, one index seek each (a loose index scan of
+    ``ix_runs_automation_queued``): not one step per queued run."""
+
+    def first_after(previous: Any | None) -> Any:
+        stmt = select(Run.automation_id).where(Run.status == RunStatus.QUEUED)
+        if previous is not None:
+            stmt = stmt.where(Run.automation_id > previous)
+        return stmt.order_by(Run.automation_id).limit(1).scalar_subquery()
+
+    found = select(first_after(None).label("aid")).cte("queued_automations", recursive=True)
+    return found.union_all(select(first_after(found.c.aid)).where(found.c.aid.is_not(None)))
+
+
 @cache
-def _lock_statement(postgres: bool) -> Select[Any]:
-    """PostgreSQL: up to ``b_limit`` automations with a runnable run and a free slot,
-    oldest runnable run first, locked; those another claimer holds are skipped."""
-    now = DbClock.now_param(postgres)
+def _automations_statement(postgres: bool) -> Select[Any]:
+    """Up to ``b_limit`` automations with a runnable run and a free slot, oldest
+    runnable run first; on PostgreSQL locked, skipping those another claimer holds."""
+    found = _queued_automations()
+    # ORDER BY ... LIMIT 1 rather than min(): a seek in ix_runs_automation_queued
+    # whatever the planner's statistics say.
+    oldest_queued = (
+        select(Run.available_at)
+        .where(Run.automation_id == found.c.aid, Run.status == RunStatus.QUEUED)
+        .order_by(Run.available_at)
+        .limit(1)
+        .scalar_subquery()
+    )
     oldest = (
-        select(Run.automation_id, func.min(Run.available_at).label("oldest"))
-        .where(Run.status == RunStatus.QUEUED, Run.available_at <= now)
-        .group_by(Run.automation_id)
+        select(found.c.aid.label("automation_id"), oldest_queued.label("oldest"))
+        .where(found.c.aid.is_not(None))
         .subquery("oldest")
     )
     running = _running_counts()
-    return (
+    stmt = (
         select(Automation.id)
         .join(oldest, oldest.c.automation_id == Automation.id)
         .outerjoin(running, running.c.automation_id == Automation.id)
-        .where(Automation.max_running > func.coalesce(running.c.n, 0))
+        .where(
+            oldest.c.oldest <= DbClock.now_param(postgres),
+            Automation.max_running > func.coalesce(running.c.n, 0),
+        )
         .order_by(oldest.c.oldest, Automation.id)
         .limit(bindparam("b_limit"))
-        .with_for_update(of=Automation, skip_locked=True, key_share=True)
     )
+    if postgres:
+        stmt = stmt.with_for_update(of=Automation, skip_locked=True, key_share=True)
+    return stmt
 
 
-def _eligible(postgres: bool) -> Select[Any]:
-    """Ids of the ``b_limit`` oldest queued runs that fit their automation's free slots."""
+def _oldest_of(postgres: bool, i: int) -> Select[Any]:
+    """Automation ``b_a{i}``'s ``b_limit`` oldest due runs: one index seek."""
     now = DbClock.now_param(postgres)
+    first = (
+        select(Run.id, Run.automation_id, Run.available_at)
+        .where(
+            Run.automation_id == bindparam(f"b_a{i}"),
+            Run.status == RunStatus.QUEUED,
+            Run.available_at <= now,
+        )
+        .order_by(Run.available_at, Run.id)
+        .limit(bindparam("b_limit"))
+        .subquery(f"first{i}")
+    )
+    return select(first.c.id, first.c.automation_id, first.c.available_at)
+
+
+def _eligible(postgres: bool, automations: int) -> Select[Any]:
+    """Ids of the ``b_limit`` oldest candidate runs that fit their automation's free
+    slots. The candidates are at most ``b_limit`` runs of each of the automations
+    found first: no more of one automation can be among the oldest ``b_limit``,
+    so nothing is ranked beyond them, however long a backlog is."""
+    candidates = union_all(*(_oldest_of(postgres, i) for i in range(automations)))
+    cand = candidates.subquery("candidates")
     running = _running_counts()
     ranked = (
         select(
-            Run.id,
-            Run.available_at,
+            cand.c.id,
+            cand.c.available_at,
             func.row_number()
-            .over(partition_by=Run.automation_id, order_by=(Run.available_at, Run.id))
+            .over(partition_by=cand.c.automation_id, order_by=(cand.c.available_at, cand.c.id))
             .label("rank"),
             (Automation.max_running - func.coalesce(running.c.n, 0)).label("free"),
         )
-        .join(Automation, Automation.id == Run.automation_id)
-        .outerjoin(running, running.c.automation_id == Run.automation_id)
-        .where(Run.status == RunStatus.QUEUED, Run.available_at <= now)
+        .join(Automation, Automation.id == cand.c.automation_id)
+        .outerjoin(running, running.c.automation_id == cand.c.automation_id)
+        .subquery("ranked")
     )
-    if postgres:  # within the automations the first statement locked
-        ranked = ranked.where(Run.automation_id.in_(bindparam("b_automations", expanding=True)))
-    sub = ranked.subquery("ranked")
     return (
-        select(sub.c.id)
-        .where(sub.c.rank <= sub.c.free)
-        .order_by(sub.c.available_at, sub.c.id)
+        select(ranked.c.id)
+        .where(ranked.c.rank <= ranked.c.free)
+        .order_by(ranked.c.available_at, ranked.c.id)
         .limit(bindparam("b_limit"))
     )
 
 
 @cache
-def _start_statement(postgres: bool) -> Update:
+def _start_statement(postgres: bool, automations: int) -> Update:
     """Move the eligible runs to ``running`` under the worker's lease, returning them."""
     now = DbClock.now_param(postgres)
     return (
         update(Run)
-        .where(Run.id.in_(_eligible(postgres)), Run.status == RunStatus.QUEUED)
+        .where(Run.id.in_(_eligible(postgres, automations)), Run.status == RunStatus.QUEUED)
         .values(
             status=RunStatus.RUNNING,
             lease_owner=bindparam("b_worker"),
@@ -165,13 +214,13 @@ def start_runs(
 ) -> list[Any]:
     """Claim up to ``limit`` runs for the worker (see the module docstring); their rows."""
     params: dict[str, Any] = {**clock.params(lease=lease_s), "b_limit": limit}
-    if clock.postgres:
-        automations = list(session.connection().scalars(_lock_statement(True), params))
-        if not automations:
-            return []
-        params["b_automations"] = automations
-    stmt = _start_statement(clock.postgres)
-    rows = list(session.connection().execute(stmt, {**params, "b_worker": worker_id}))
+    conn = session.connection()
+    automations = list(conn.scalars(_automations_statement(clock.postgres), params))
+    if not automations:
+        return []
+    params.update({f"b_a{i}": a for i, a in enumerate(automations)})
+    stmt = _start_statement(clock.postgres, len(automations))
+    rows = list(conn.execute(stmt, {**params, "b_worker": worker_id}))
     rows.sort(key=lambda r: (r.available_at, r.id))
     return rows
 
