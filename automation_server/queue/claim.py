@@ -91,7 +91,9 @@ def _queued_automations() -> Any:
         stmt = select(Run.automation_id).where(Run.status == RunStatus.QUEUED)
         if previous is not None:
             stmt = stmt.where(Run.automation_id > previous)
-        return stmt.order_by(Run.automation_id).limit(1).scalar_subquery()
+        # Ordered as only the queued-run indexes are: PostgreSQL would otherwise walk
+        # an automation index through the history, filtering for a queued run.
+        return stmt.order_by(Run.automation_id, Run.available_at).limit(1).scalar_subquery()
 
     found = select(first_after(None).label("aid")).cte("queued_automations", recursive=True)
     return found.union_all(select(first_after(found.c.aid)).where(found.c.aid.is_not(None)))
@@ -107,7 +109,7 @@ def _automations_statement(postgres: bool) -> Select[Any]:
     oldest_queued = (
         select(Run.available_at)
         .where(Run.automation_id == found.c.aid, Run.status == RunStatus.QUEUED)
-        .order_by(Run.available_at)
+        .order_by(Run.automation_id, Run.available_at)
         .limit(1)
         .scalar_subquery()
     )
@@ -143,7 +145,9 @@ def _oldest_of(postgres: bool, i: int) -> Select[Any]:
             Run.status == RunStatus.QUEUED,
             Run.available_at <= now,
         )
-        .order_by(Run.available_at, Run.id)
+        # automation_id first (one value here): an order only the per-automation
+        # indexes give, so no plan walks the whole queue by age filtering for it.
+        .order_by(Run.automation_id, Run.available_at, Run.id)
         .limit(bindparam("b_limit"))
         .subquery(f"first{i}")
     )
