@@ -2,8 +2,9 @@
 
 Threads: one loop claims runs when slots are free (woken by LISTEN/NOTIFY or a
 local commit, polling as the fallback); one thread per running run executes
-it; one heartbeat thread renews leases, learns of cancellations and lost
-leases, reaps runs of dead workers and records this worker's liveness.
+it (a run whose sandbox is done frees its slot while its result is recorded);
+one heartbeat thread renews leases, learns of cancellations and lost leases,
+reaps runs of dead workers and records this worker's liveness.
 
 Shutdown: :meth:`Worker.stop` stops claiming, waits up to the grace period for
 running runs, then cancels what is left and hands it back to the queue without
@@ -65,6 +66,8 @@ class InFlight:
     cancel: threading.Event = field(default_factory=threading.Event)
     handing_back: bool = False
     thread: threading.Thread | None = None
+    # False once the sandbox is done and only the result is left to record.
+    executing: bool = True
 
 
 class Worker:
@@ -150,7 +153,7 @@ class Worker:
         """Claim whenever a slot is free: a finished run wakes the loop at once."""
         while not self._stopping.is_set():
             self._wake.clear()
-            free = self._concurrency - len(self._snapshot())
+            free = self._free_slots()
             claimed: list[ClaimedRun] = []
             if free > 0:
                 try:
@@ -162,6 +165,15 @@ class Worker:
                 self._start_run(run)
             if len(claimed) < max(free, 0) or free <= 0:
                 self._wake.wait(self._poll_s)
+
+    def _free_slots(self) -> int:
+        """Runs this worker may start now. A run whose sandbox is done frees its slot
+        while its result is recorded, so the next claim and sandbox start overlap that
+        write; at most ``concurrency`` runs may be recording at once, so a stalled
+        database or object store cannot pile them up."""
+        flights = self._snapshot()
+        executing = sum(f.executing for f in flights)
+        return min(self._concurrency - executing, 2 * self._concurrency - len(flights))
 
     def _start_run(self, claimed: ClaimedRun) -> None:
         flight = InFlight(claimed.run_id)
@@ -186,6 +198,8 @@ class Worker:
                 log.info("run.started", attempt=task.attempt, worker_id=self.id)
                 self._metrics.dispatch_latency.observe(task.waited_s)
                 executed = self._execute(task, flight)
+                flight.executing = False
+                self._wake.set()
                 result = executed.result
                 duration = (result.duration_ms or 0) / 1000
                 self._metrics.run_duration.labels(result.status.value).observe(duration)
