@@ -204,7 +204,13 @@ class RunQueue:
         ``before_commit`` runs last inside the transaction: the worker waits there
         for the run's log to be stored, so the log is written while this
         transaction does its work, and is there whenever the status says finished.
+        SQLite has a single writer, so there it runs before the transaction: a
+        slow object store must not hold every other writer (claims, dispatches)
+        behind this run's log.
         """
+        wait_first = self._db.is_sqlite
+        if wait_first and before_commit is not None:
+            before_commit()
         with self._db.write() as session:
             params = {**self.clock.params(), "b_run": run_id}
             row = (
@@ -217,7 +223,7 @@ class RunQueue:
                 log.warning("run.finish_ignored", run_id=run_id, status=status, reason="lease lost")
                 return FinishReport(recorded=False, final=False, status=status)
             report = self._settle(session, row, result)
-            if before_commit is not None:
+            if before_commit is not None and not wait_first:
                 before_commit()
             return report
 

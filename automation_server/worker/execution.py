@@ -181,6 +181,7 @@ class RunExecution:
                 spec = self._prepare(task, root, workdir, limits, packages)
                 outcome = self._run(spec, cancel, live)
             result = self._result(outcome, spec.output_dir)
+            stored = self._publisher.submit(live.publish, outcome.log)
         except AutomationError as exc:
             # The tarball or environment could not be fetched, unpacked or built, or the
             # sandbox could not start: the platform's failure, retried without using the
@@ -189,7 +190,6 @@ class RunExecution:
             return Executed(RunResult.infrastructure(exc.detail, sandbox=self._executor.name))
         finally:
             shutil.rmtree(root, ignore_errors=True)
-        stored = self._publisher.submit(live.publish, outcome.log)
         return Executed(result, lambda: _wait_stored(stored, task.run_id))
 
     def _run(self, spec: RunSpec, cancel: threading.Event, live: LiveLog) -> Outcome:

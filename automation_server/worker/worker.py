@@ -108,7 +108,11 @@ class Worker:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
-        queue.notifier.subscribe(RUNS, lambda _payload: self._wake.set())
+        # Whether the last claim may have left runnable runs behind (it filled every
+        # free slot, or runs were queued since): only then is a slot that frees
+        # early worth a claim before the run's finish commits.
+        self._runs_left = True
+        queue.notifier.subscribe(RUNS, self._on_runs_queued)
         queue.notifier.subscribe(CANCEL, self._on_cancel)
 
     # ---- lifecycle -------------------------------------------------------------
@@ -156,15 +160,23 @@ class Worker:
             free = self._free_slots()
             claimed: list[ClaimedRun] = []
             if free > 0:
+                self._runs_left = False
                 try:
                     claimed = self._queue.claim(self.id, free, self._lease_s)
                 except Exception as exc:  # database down: log, back off, try again
+                    self._runs_left = True
                     _log_failure("worker.claim_failed", exc, self.id)
                     self._stopping.wait(self._poll_s)
+                if len(claimed) >= free:
+                    self._runs_left = True
             for run in claimed:
                 self._start_run(run)
             if len(claimed) < max(free, 0) or free <= 0:
                 self._wake.wait(self._poll_s)
+
+    def _on_runs_queued(self, _payload: str) -> None:
+        self._runs_left = True
+        self._wake.set()
 
     def _free_slots(self) -> int:
         """Runs this worker may start now. A run whose sandbox is done frees its slot
@@ -199,7 +211,8 @@ class Worker:
                 self._metrics.dispatch_latency.observe(task.waited_s)
                 executed = self._execute(task, flight)
                 flight.executing = False
-                self._wake.set()
+                if self._runs_left:
+                    self._wake.set()
                 result = executed.result
                 duration = (result.duration_ms or 0) / 1000
                 self._metrics.run_duration.labels(result.status.value).observe(duration)

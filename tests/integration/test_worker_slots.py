@@ -1,5 +1,6 @@
 """A worker's slots: a run whose sandbox is done frees its slot while its result is
-recorded, and runs waiting to be recorded never pile up past the worker's concurrency.
+recorded, runs waiting to be recorded never pile up past the worker's concurrency,
+and a result waiting for its log holds no database lock.
 
 The execution is replaced by one the test controls (each attempt "runs" until the
 test lets it end, and its log is "stored" when the test says so); the queue,
@@ -89,10 +90,15 @@ def test_the_next_run_starts_while_the_last_result_is_recorded_but_never_piles_u
         time.sleep(0.6)  # three claim polls
         assert len(execution.started) == 2, execution.started
         assert sorted(worker.running()) == sorted(execution.started)
+        # Results waiting on the object store hold no database lock: a dispatch
+        # (another writer; SQLite has one at a time) goes through meanwhile.
+        began = time.monotonic()
+        run_ids += kit.dispatch(automations[0])
+        assert time.monotonic() - began < 2.0
         execution.log_store_open.set()
-        assert execution.wait_started(4), execution.started
+        assert execution.wait_started(5), execution.started
         assert _eventually(
-            lambda: _statuses(services, run_ids, kit) == [RunStatus.SUCCEEDED] * 4
+            lambda: _statuses(services, run_ids, kit) == [RunStatus.SUCCEEDED] * 5
         ), _statuses(services, run_ids, kit)
     finally:
         execution.log_store_open.set()
