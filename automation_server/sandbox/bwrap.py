@@ -89,6 +89,7 @@ from automation_server.sandbox.runfs import (
     can_mount,
     unreachable_by,
 )
+from automation_server.sandbox.scratch import memory_scratch
 from automation_server.sandbox.supervise import (
     Ending,
     supervise,
@@ -186,6 +187,9 @@ class BwrapExecutor:
             self.settings.cgroup, self.settings.cgroup_parent
         )
         self.workdir_mode = self._pick_workdir_mode()
+        # Where a caller keeps a run's host files (payload, state, collected output):
+        # in memory when runs get a tmpfs, so a run touches no disk (see .scratch).
+        self.scratch_dir = memory_scratch(state) if self.workdir_mode == "tmpfs" else None
         self.janitor = Janitor()
         self._pythons: dict[Path, tuple[Path, ...]] = {}
         self._pythons_lock = threading.Lock()

@@ -155,11 +155,14 @@ class RunExecution:
         self._executor = executor
         self._cache = cache
         self._store = store
-        self._work_root = work_root
+        # Each run's host files: in memory when the executor offers it (see
+        # sandbox.scratch), else on disk next to the extracted trees.
+        self._runs_root: Path = getattr(executor, "scratch_dir", None) or work_root
         self._run_python = run_python
         self._archive_limits = archive_limits
         work_root.mkdir(parents=True, exist_ok=True, mode=0o711)
-        # Final logs are stored from here while the worker records the result.
+        # Final logs are stored, and runs' files removed, from here while the worker
+        # records the result.
         self._publisher = ThreadPoolExecutor(max_workers=4, thread_name_prefix="log-publish")
         # An executor that copies the workdir into each run (bubblewrap's per-run
         # tmpfs) never exposes it to the run: one verified extraction per variant
@@ -171,7 +174,7 @@ class RunExecution:
         )
 
     def execute(self, task: RunTask, cancel: threading.Event) -> Executed:
-        root = self._work_root / task.run_id
+        root = self._runs_root / task.run_id
         shutil.rmtree(root, ignore_errors=True)
         root.mkdir(mode=0o711)
         limits = sandbox_limits(task.limits)
@@ -180,16 +183,23 @@ class RunExecution:
             with self._packages(task) as packages, self._workdir(task, root) as workdir:
                 spec = self._prepare(task, root, workdir, limits, packages)
                 outcome = self._run(spec, cancel, live)
-            result = self._result(outcome, spec.output_dir)
-            stored = self._publisher.submit(live.publish, outcome.log)
         except AutomationError as exc:
+            shutil.rmtree(root, ignore_errors=True)
             # The tarball or environment could not be fetched, unpacked or built, or the
             # sandbox could not start: the platform's failure, retried without using the
             # user's attempts.
             live.publish(f"run could not start: {exc.detail}\n".encode())
             return Executed(RunResult.infrastructure(exc.detail, sandbox=self._executor.name))
-        finally:
+        except BaseException:
             shutil.rmtree(root, ignore_errors=True)
+            raise
+        # The log is stored while the report is read and the result recorded, and the
+        # run's files are removed meanwhile; only the log is waited for.
+        stored = self._publisher.submit(live.publish, outcome.log)
+        try:
+            result = self._result(outcome, spec.output_dir)
+        finally:
+            self._publisher.submit(shutil.rmtree, root, True)
         return Executed(result, lambda: _wait_stored(stored, task.run_id))
 
     def _run(self, spec: RunSpec, cancel: threading.Event, live: LiveLog) -> Outcome:
