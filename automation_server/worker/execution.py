@@ -14,6 +14,7 @@ import json
 import shutil
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -199,8 +200,20 @@ class RunExecution:
         try:
             result = self._result(outcome, spec.output_dir)
         finally:
-            self._publisher.submit(shutil.rmtree, root, True)
+            self._remove_later(root)
         return Executed(result, lambda: _wait_stored(stored, task.run_id))
+
+    def _remove_later(self, root: Path) -> None:
+        """Remove a run's directory off the run's path. It is renamed first, so the
+        removal can never meet a next attempt of the run that this worker starts in a
+        fresh directory of the same name."""
+        doomed = root.with_name(f".removing-{root.name}-{uuid.uuid4().hex[:8]}")
+        try:
+            root.rename(doomed)
+        except OSError:
+            shutil.rmtree(root, ignore_errors=True)
+            return
+        self._publisher.submit(shutil.rmtree, doomed, True)
 
     def _run(self, spec: RunSpec, cancel: threading.Event, live: LiveLog) -> Outcome:
         try:
